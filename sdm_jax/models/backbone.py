@@ -1,0 +1,34 @@
+"""The one shape every model takes above ``models/``: a pure feature function over a pytree.
+
+``blocking/`` and ``attacks/`` see a :class:`Backbone` and plain parameter pytrees only; no Flax
+object crosses this line. A classifier's parameters are ``{"backbone": ..., "head": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+
+Params = Any
+Batch = Mapping[str, jax.Array]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A feature extractor as pure functions.
+
+    ``features(params, batch)`` returns ``[batch, feature_dim]`` (the pooler output for BERT).
+    ``init(key)`` draws fresh parameters with the architecture's own initialisation: the random
+    baseline. ``embedding_path`` names the word-embedding table inside the params (``None`` when
+    the model has none), so the inner loop can adapt only the rows its batches touch.
+    """
+
+    name: str
+    features: Callable[[Params, Batch], jax.Array]
+    init: Callable[[jax.Array], Params]
+    feature_dim: int
+    input_keys: tuple[str, ...]
+    embedding_path: tuple[str, ...] | None = None
