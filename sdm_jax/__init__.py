@@ -1,5 +1,12 @@
 """sdm-jax: self-destructing (task-blocked) models trained with MLAC in JAX."""
 
+import os
+
+# transformers advises installing PyTorch on import; sdm-jax only uses its tokenizers.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+# isort: split
+
 from sdm_jax.models import (
     Backbone,
     BertConfig,
