@@ -1,0 +1,113 @@
+"""Config parsing, validation messages, overrides and the resolved-config round trip."""
+
+from pathlib import Path
+
+import pytest
+
+from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.config import (
+    Config,
+    ConfigError,
+    build_config,
+    changed_keys,
+    config_fingerprint,
+    config_to_yaml,
+    flat_items,
+    load_config,
+    parse_override,
+    read_yaml,
+)
+
+
+def test_defaults_are_the_reference_settings():
+    config = load_config(None)
+    assert config.mlac == MLACSettings()
+    assert config.train.outer_steps == 50_000
+    assert config.model.kind == "bert"
+
+
+def test_file_then_overrides(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  outer_steps: 100\nmlac:\n  inner_steps: 4\n  outer_lr: 1e-4\n")
+    config = load_config(path, ["mlac.inner_steps=2", "mlac.batch_size_choices=[4, 8]"])
+    assert config.train.outer_steps == 100
+    assert config.mlac.inner_steps == 2
+    assert config.mlac.outer_lr == pytest.approx(1e-4)
+    assert config.mlac.batch_size_choices == (4, 8)
+
+
+def test_override_values_are_yaml_scalars():
+    assert parse_override("train.stop_after=null") == (["train", "stop_after"], None)
+    assert parse_override("mlac.first_order=true") == (["mlac", "first_order"], True)
+    assert parse_override("model.name=a=b") == (["model", "name"], "a=b")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["mlac.inner_steps=-1"], "mlac.inner_steps: must be >= 0, got -1"),
+        (["train.lr=1"], "unknown key train.lr (did you mean mlac.meta_lr or mlac.outer_lr?)"),
+        (["mlac.max_adapt_steps=4"], "unknown key mlac.max_adapt_steps (did you mean "
+                                     "mlac.inner_steps?)"),
+        (["train.outer_step=3"], "unknown key train.outer_step (did you mean train.outer_steps?)"),
+        (["trainer.seed=3"], "unknown key trainer.seed (did you mean train.seed"),
+        (["model.kind=cnn"], "model.kind: must be one of bert, mlp, got 'cnn'"),
+        (["train.batch_size=1.5"], "train.batch_size: expected an integer, got 1.5"),
+        (["train.batch_size=0"], "train.batch_size: must be > 0, got 0"),
+        (["mlac.first_order=yes please"], "mlac.first_order: expected true or false"),
+        (["mlac.outer_lr=fast"], "mlac.outer_lr: expected a number, got 'fast'"),
+        (["mlac.batch_size_choices=[8, x]"], "mlac.batch_size_choices[1]: expected an integer"),
+        (["mlac.inner_lr_min=1"], "mlac.inner_lr_min: need 0 < inner_lr_min"),
+        (["model.kind=mlp"], "model.kind: 'mlp' does not fit data.source 'synthetic'"),
+        (["data.source=pickle"], "data.path: is required when data.source is pickle"),
+        (["train.stop_after=9", "train.outer_steps=5"], "train.stop_after: must be <="),
+        (["steps=3"], "override 'steps=3': key must be section.name"),
+        (["train.outer_steps"], "expected key=value"),
+    ],
+)
+def test_bad_values_fail_with_one_line_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError) as raised:
+        load_config(None, overrides)
+    text = str(raised.value)
+    assert "\n" not in text
+    assert text.startswith(message) or message in text, text
+
+
+def test_bad_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  outer_steps: [1,\n")
+    with pytest.raises(ConfigError, match="broken.yaml: line .* not valid YAML"):
+        read_yaml(broken)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_config(listed)
+    scalar_section = tmp_path / "scalar.yaml"
+    scalar_section.write_text("train: 3\n")
+    with pytest.raises(ConfigError, match="train: expected a mapping"):
+        load_config(scalar_section)
+
+
+def test_resolved_yaml_round_trips(tmp_path: Path):
+    config = load_config(None, ["model.kind=mlp", "data.source=toy", "mlac.inner_steps=3"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(config_to_yaml(config))
+    assert load_config(path) == config
+
+
+def test_fingerprint_ignores_bookkeeping_only():
+    base = load_config(None)
+    longer = load_config(None, ["train.outer_steps=7", "train.run_dir=elsewhere"])
+    other = load_config(None, ["mlac.inner_steps=3"])
+    assert config_fingerprint(base) == config_fingerprint(longer)
+    assert config_fingerprint(base) != config_fingerprint(other)
+    assert changed_keys(flat_items(base), other) == ["mlac.inner_steps"]
+    assert changed_keys(flat_items(base), longer) == []
+
+
+def test_build_config_rejects_non_mapping():
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        build_config(["train"])
+    assert build_config({}) == Config()
