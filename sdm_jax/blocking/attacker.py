@@ -1,0 +1,219 @@
+"""The simulated attacker: K optimizer steps on a task, unrolled with ``lax.scan``.
+
+``run_attacker`` is a pure function of the starting parameters ``{"backbone", "head"}``, one
+attacker's random draw and its stacked inner batches ``[K, B, ...]``. It returns the logits on the
+outer batch before and after every step, so every blocking objective can be written on them and
+differentiated end to end (or first-order, see ``MLACSettings.first_order``).
+
+Step ``t`` sees parameters ``phi_t``: the outer logits of set ``t`` are taken at ``phi_t``; then
+noise is added (optional), the task gradient on inner batch ``t`` is masked (frozen base), its
+global norm recorded, it is clipped, and the drawn optimizer's update (masked again) gives
+``phi_{t+1}``. Logit set ``K`` and the final gradient norm are taken at ``phi_K`` after the scan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sdm_jax.blocking import active_rows
+from sdm_jax.blocking.losses import cross_entropy, global_norm
+from sdm_jax.blocking.optimizers import InnerOptimizer, clip_by_global_norm
+from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.models.backbone import Backbone, Batch, Params
+from sdm_jax.models.heads import head_logits, init_head
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class AttackerDraw:
+    """One attacker's random configuration (arrays, so a meta-batch of them can be vmapped).
+
+    ``train_backbone`` is 1.0 for full fine-tuning and 0.0 for a frozen base (head only).
+    """
+
+    learning_rate: jax.Array
+    optimizer_index: jax.Array
+    train_backbone: jax.Array
+    noise_key: jax.Array
+
+
+class AttackerResult(NamedTuple):
+    outer_logits: jax.Array  # [K+1, B, C]: before the first step and after each step
+    inner_grad_norms: jax.Array  # [K]: pre-clip norm of each (masked) inner gradient
+    inner_losses: jax.Array  # [K]: task loss on each inner batch
+    final_grad_norm: jax.Array  # norm of the outer-batch gradient at phi_K (0 if not asked)
+    final_features: jax.Array  # [B, H]: features of phi_K on the outer batch
+    active_rows_missing: jax.Array  # ids that did not fit the active-row table (0 = exact)
+
+
+def draw_attacker(key: jax.Array, meta_params: Params, settings: MLACSettings) -> AttackerDraw:
+    """Learning rate (meta-learned or log-uniform), optimizer kind, frozen base, noise key."""
+    lr_key, kind_key, frozen_key, noise_key = jax.random.split(key, 4)
+    if settings.learn_inner_lr:
+        learning_rate = jnp.exp(meta_params["log_lr"])
+    else:
+        low, high = math.log(settings.inner_lr_sample_min), math.log(settings.inner_lr_sample_max)
+        learning_rate = jnp.exp(jax.random.uniform(lr_key, (), minval=low, maxval=high))
+    kind = jax.random.randint(kind_key, (), 0, len(settings.inner_optimizers))
+    frozen = jax.random.uniform(frozen_key, ()) < settings.frozen_base_prob
+    return AttackerDraw(
+        learning_rate=learning_rate,
+        optimizer_index=kind,
+        train_backbone=1.0 - frozen.astype(learning_rate.dtype),
+        noise_key=noise_key,
+    )
+
+
+def attacker_head(
+    key: jax.Array, meta_params: Params, feature_dim: int, num_outputs: int,
+    settings: MLACSettings, dtype,
+) -> Params:
+    """The attacker's starting head: meta-learned init or fresh (``torch.nn.Linear``-style)."""
+    if settings.learn_head_init:
+        return meta_params["head_init"]
+    fresh = init_head(key, feature_dim, num_outputs)
+    return jax.tree.map(lambda leaf: leaf.astype(dtype), fresh)
+
+
+def forward(backbone: Backbone, params: Params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    features = backbone.features(params["backbone"], batch)
+    return head_logits(params["head"], features), features
+
+
+def _mask_backbone(tree: Params, train_backbone: jax.Array) -> Params:
+    backbone = jax.tree.map(lambda x: x * train_backbone.astype(x.dtype), tree["backbone"])
+    return {**tree, "backbone": backbone}
+
+
+def _add_noise(params: Params, key: jax.Array, std: float) -> Params:
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    noisy = [
+        leaf + std * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for leaf, k in zip(leaves, keys, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, noisy)
+
+
+def _straight_through(updates: Params, learning_rate: jax.Array) -> Params:
+    """First-order step: the update is a constant except for its direct factor ``lr``."""
+    factor = learning_rate / jax.lax.stop_gradient(learning_rate)
+    return jax.tree.map(lambda u: factor.astype(u.dtype) * jax.lax.stop_gradient(u), updates)
+
+
+def sqrt_chunks(length: int) -> tuple[int, int]:
+    """``(chunks, steps_per_chunk)`` with ``steps_per_chunk`` the largest divisor of ``length``
+    not above ⌈√length⌉ (a prime ``length`` degenerates to per-step chunks)."""
+    ceiling = math.isqrt(length - 1) + 1 if length > 1 else 1
+    per_chunk = max(d for d in range(1, ceiling + 1) if length % d == 0)
+    return length // per_chunk, per_chunk
+
+
+def unroll(body, carry, xs, length: int, remat: str):
+    """``lax.scan(body, carry, xs)`` under a rematerialisation policy; compile time is flat in
+    ``length`` for every policy."""
+    if remat == "none" or length == 0:
+        return jax.lax.scan(body, carry, xs, length=length)
+    if remat == "full":
+        return jax.lax.scan(jax.checkpoint(body, prevent_cse=False), carry, xs, length=length)
+    if remat == "dots":
+        policy = jax.checkpoint_policies.dots_saveable
+        step = jax.checkpoint(body, prevent_cse=False, policy=policy)
+        return jax.lax.scan(step, carry, xs, length=length)
+    if remat == "sqrt":
+        chunks, per_chunk = sqrt_chunks(length)
+        chunked_xs = jax.tree.map(lambda x: x.reshape((chunks, per_chunk) + x.shape[1:]), xs)
+
+        def chunk(carry, chunk_xs):
+            return jax.lax.scan(body, carry, chunk_xs, length=per_chunk)
+
+        carry, ys = jax.lax.scan(
+            jax.checkpoint(chunk, prevent_cse=False), carry, chunked_xs, length=chunks
+        )
+        return carry, jax.tree.map(lambda y: y.reshape((length,) + y.shape[2:]), ys)
+    raise ValueError(f"unknown remat policy {remat!r}")
+
+
+def run_attacker(
+    backbone: Backbone,
+    params: Params,
+    draw: AttackerDraw,
+    inner_batches: Batch,
+    outer_batch: Batch,
+    settings: MLACSettings,
+    *,
+    label_key: str,
+    trained_outputs: tuple[int, int],
+    final_grad_norm: bool,
+) -> AttackerResult:
+    """Adapt ``params`` ({"backbone", "head"}) for ``settings.inner_steps`` steps.
+
+    ``trained_outputs = (start, stop)`` are the head outputs whose CE against ``label_key`` the
+    attacker minimises; ``outer_logits`` hold all head outputs. ``final_grad_norm`` asks for the
+    norm of the outer-batch task gradient at the adapted parameters (costs one more backward).
+    """
+    steps = settings.inner_steps
+    start, stop = trained_outputs
+    missing = jnp.zeros((), jnp.int32)
+    if settings.active_rows:
+        path = backbone.embedding_path
+        ids = [inner_batches[active_rows.TOKEN_KEY], outer_batch[active_rows.TOKEN_KEY]]
+        active, missing = active_rows.active_token_ids(ids, settings.active_rows)
+        inner_batches = active_rows.remap_tokens(inner_batches, active)
+        outer_batch = active_rows.remap_tokens(outer_batch, active)
+        compact = active_rows.compact_embedding(params["backbone"], path, active)
+        params = {**params, "backbone": compact}
+
+    def task_loss(phi: Params, batch: Batch):
+        logits, features = forward(backbone, phi, batch)
+        loss = cross_entropy(logits[..., start:stop], batch[label_key], batch["weight"])
+        return loss, (logits, features)
+
+    optimizer = InnerOptimizer(draw.learning_rate, draw.optimizer_index, settings)
+    noise_keys = jax.random.split(draw.noise_key, steps)
+
+    def inner_step(carry, xs):
+        phi, opt_state = carry
+        batch, noise_key = xs
+        outer_logits, _ = forward(backbone, phi, outer_batch)
+        if settings.param_noise_std > 0:
+            phi = _add_noise(phi, noise_key, settings.param_noise_std)
+        (loss, _), grads = jax.value_and_grad(task_loss, has_aux=True)(phi, batch)
+        grads = _mask_backbone(grads, draw.train_backbone)
+        norm = global_norm(grads)
+        grads = clip_by_global_norm(grads, norm, settings.inner_grad_clip)
+        if settings.first_order:
+            grads, opt_state = jax.lax.stop_gradient((grads, opt_state))
+        updates, opt_state = optimizer.update(grads, opt_state, phi)
+        updates = _mask_backbone(updates, draw.train_backbone)
+        if settings.first_order:
+            updates = _straight_through(updates, draw.learning_rate)
+        return (optax.apply_updates(phi, updates), opt_state), (outer_logits, norm, loss)
+
+    carry = (params, optimizer.init(params))
+    (adapted, _), (logits, norms, losses) = unroll(
+        inner_step, carry, (inner_batches, noise_keys), steps, settings.remat
+    )
+
+    if final_grad_norm:
+        (_, (final_logits, final_features)), grads = jax.value_and_grad(task_loss, has_aux=True)(
+            adapted, outer_batch
+        )
+        final_norm = global_norm(_mask_backbone(grads, draw.train_backbone))
+    else:
+        final_logits, final_features = forward(backbone, adapted, outer_batch)
+        final_norm = jnp.zeros((), final_logits.dtype)
+    return AttackerResult(
+        outer_logits=jnp.concatenate([logits, final_logits[None]], axis=0),
+        inner_grad_norms=norms,
+        inner_losses=losses,
+        final_grad_norm=final_norm,
+        final_features=final_features,
+        active_rows_missing=missing,
+    )

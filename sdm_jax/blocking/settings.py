@@ -1,0 +1,188 @@
+"""Every knob of one MLAC outer step, with the reference method's defaults.
+
+The trainer maps its YAML section onto :class:`MLACSettings` one field to one key, so names stay
+plain and each field is documented here, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+INNER_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
+REMAT_POLICIES = ("none", "full", "dots", "sqrt")
+
+# Loss weights whose term is *maximised*: the total outer loss adds them with a minus sign.
+MAXIMISED_TERMS = ("bad_base", "bad_adapted", "linear_mi", "good_adapted_bad", "entropy")
+MINIMISED_TERMS = (
+    "good_base",
+    "bad_adapted_grad",
+    "mlm",
+    "good_adapted",
+    "kl_uniform",
+    "inverse_ce",
+)
+ALL_TERMS = MINIMISED_TERMS + MAXIMISED_TERMS
+
+
+@dataclass(frozen=True)
+class MLACSettings:
+    """Settings of the simulated attacker, the blocking objective and the outer update.
+
+    Simulated attacker (inner loop):
+
+    - ``inner_steps``: K, the attacker's optimisation steps per outer step (0 = adversarial
+      censoring: the adapted logits are the fresh head on the unadapted features).
+    - ``batch_size_choices``: effective inner batch sizes; the sampler expresses them with the
+      per-example ``weight`` mask inside one fixed shape (``max`` of the set). Kept here so the
+      trainer builds its inner sampler from the same numbers.
+    - ``inner_optimizers``: optimizer kinds an attacker may use, drawn uniformly per attacker:
+      any of ``adam, adamw, sgd, momentum, rmsprop``.
+    - ``learn_inner_lr``: meta-learn the inner learning rate (one log-lr shared by all attackers,
+      initialised at ``inner_lr_init`` and projected into ``[inner_lr_min, inner_lr_max]``);
+      ``False`` draws each attacker's lr log-uniformly from
+      ``[inner_lr_sample_min, inner_lr_sample_max]``.
+    - ``learn_head_init``: start every attacker from a meta-learned head instead of a fresh random
+      one (the reference intends this but in practice runs fresh heads: the default).
+    - ``inner_grad_clip``: global-norm clip of each inner gradient.
+    - ``adam_eps_root``: added under Adam's square root; must be > 0, or second-order gradients
+      turn NaN where a second moment is exactly zero.
+    - ``inner_weight_decay``: AdamW's decoupled weight decay. ``inner_momentum``: SGD momentum.
+      ``rmsprop_decay``: RMSprop's second-moment decay.
+    - ``frozen_base_prob``: probability that an attacker trains only its head.
+    - ``param_noise_std``: std of Gaussian noise added to the attacker's parameters before each
+      step (0 = off).
+    - ``remat``: ``jax.checkpoint`` policy of one inner step: ``none``, ``full`` (recompute each
+      step in the backward pass), ``dots`` (keep matmul results) or ``sqrt`` (scan of scans,
+      rematerialising chunks of about √K steps).
+    - ``active_rows``: > 0 adapts only this many word-embedding rows (the union of token ids of
+      the inner and outer batches, padded to this static size); exact for every optimizer here.
+      Needs a backbone with ``embedding_path`` and ``input_ids``. Overflow is reported in the
+      metrics as ``active_rows_overflow`` (> 0 means the size is too small and results are wrong).
+    - ``first_order``: treat every inner update as a constant (straight-through): the base
+      parameters reach the adapted ones through the identity, the lr through its direct factor.
+    - ``meta_batch_size``: M simulated attackers per outer step (vmapped, sharded on ``data``).
+    - ``shared_outer_batch``: one outer batch ``[B, ...]`` for all attackers, else ``[M, B, ...]``.
+
+    Blocking objective (``l_*`` weights; 0 removes the term from the program). The total outer
+    loss is ``sum(l_t * term_t for minimised t) - sum(l_t * term_t for maximised t)``:
+
+    - minimised: ``good_base`` (profession CE, unadapted), ``bad_adapted_grad`` (mean of the K
+      inner gradient norms and the final model's gradient norm on the outer batch), ``mlm``
+      (feature distillation MSE to the original backbone), ``good_adapted`` (profession CE of a
+      model adapted on the profession task), ``kl_uniform`` (KL(uniform ‖ p) of adapted gender
+      predictions), ``inverse_ce`` (−log(1 − p_true) of adapted gender predictions);
+    - maximised: ``bad_base`` (gender CE, unadapted), ``bad_adapted`` (gender CE averaged over the
+      K+1 adapted logit sets), ``linear_mi`` (CE of the best linear read-out ``Z·W``,
+      ``W ∈ [-1,1]^{C×C}``, averaged over the logit sets), ``good_adapted_bad`` (gender CE of the
+      profession-adapted model), ``entropy`` (prediction entropy of the adapted models).
+    - ``entropy_late_power``: logit set t of the entropy term weighs ``(t+1)**power`` (0 = flat).
+    - ``linear_mi_iterations``: fixed iterations of the projected solver for ``W*``.
+
+    Outer update:
+
+    - ``outer_lr``, ``outer_grad_clip``: Adam on the model parameters.
+    - ``meta_lr``, ``meta_grad_clip``: Adam on the attacker's meta-parameters, minimising the
+      adapted gender CE.
+    """
+
+    inner_steps: int = 16
+    batch_size_choices: tuple[int, ...] = (12, 24, 48)
+    inner_optimizers: tuple[str, ...] = ("adam",)
+    learn_inner_lr: bool = True
+    inner_lr_init: float = 3e-4
+    inner_lr_min: float = 1e-6
+    inner_lr_max: float = 1e-2
+    inner_lr_sample_min: float = 1e-4
+    inner_lr_sample_max: float = 1e-2
+    learn_head_init: bool = False
+    inner_grad_clip: float = 100.0
+    adam_eps_root: float = 1e-20
+    inner_weight_decay: float = 0.01
+    inner_momentum: float = 0.9
+    rmsprop_decay: float = 0.99
+    frozen_base_prob: float = 0.0
+    param_noise_std: float = 0.0
+    remat: str = "none"
+    active_rows: int = 0
+    first_order: bool = False
+    meta_batch_size: int = 1
+    shared_outer_batch: bool = True
+
+    l_good_base: float = 1.0
+    l_bad_base: float = 0.0
+    l_bad_adapted: float = 0.0
+    l_linear_mi: float = 1.0
+    l_bad_adapted_grad: float = 1.0
+    l_mlm: float = 0.0
+    l_good_adapted: float = 0.0
+    l_good_adapted_bad: float = 0.0
+    l_entropy: float = 0.0
+    l_kl_uniform: float = 0.0
+    l_inverse_ce: float = 0.0
+    entropy_late_power: float = 0.0
+    linear_mi_iterations: int = 100
+
+    outer_lr: float = 1e-5
+    outer_grad_clip: float = 10.0
+    meta_lr: float = 1e-4
+    meta_grad_clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ValueError(f"invalid MLACSettings: {problems[0]}")
+
+    def weight(self, term: str) -> float:
+        return float(getattr(self, f"l_{term}"))
+
+    def enabled(self, term: str) -> bool:
+        return self.weight(term) != 0.0
+
+    @property
+    def adapts_good_task(self) -> bool:
+        return self.enabled("good_adapted") or self.enabled("good_adapted_bad")
+
+    @property
+    def has_meta_params(self) -> bool:
+        return self.learn_inner_lr or self.learn_head_init
+
+
+def _problems(s: MLACSettings) -> list[str]:
+    problems = []
+    if s.inner_steps < 0:
+        problems.append(f"inner_steps must be >= 0, got {s.inner_steps}")
+    if not s.batch_size_choices or min(s.batch_size_choices) <= 0:
+        problems.append(f"batch_size_choices must be positive sizes, got {s.batch_size_choices}")
+    unknown = [o for o in s.inner_optimizers if o not in INNER_OPTIMIZERS]
+    if not s.inner_optimizers or unknown:
+        problems.append(f"inner_optimizers must be drawn from {INNER_OPTIMIZERS}, got "
+                        f"{s.inner_optimizers}")
+    if len(set(s.inner_optimizers)) != len(s.inner_optimizers):
+        problems.append(f"inner_optimizers has duplicates: {s.inner_optimizers}")
+    if not 0 < s.inner_lr_min <= s.inner_lr_init <= s.inner_lr_max:
+        problems.append("need 0 < inner_lr_min <= inner_lr_init <= inner_lr_max, got "
+                        f"{s.inner_lr_min}, {s.inner_lr_init}, {s.inner_lr_max}")
+    if not 0 < s.inner_lr_sample_min <= s.inner_lr_sample_max:
+        problems.append("need 0 < inner_lr_sample_min <= inner_lr_sample_max, got "
+                        f"{s.inner_lr_sample_min}, {s.inner_lr_sample_max}")
+    if s.adam_eps_root <= 0:
+        problems.append(f"adam_eps_root must be > 0 (NaN meta-grads), got {s.adam_eps_root}")
+    if not 0.0 <= s.frozen_base_prob <= 1.0:
+        problems.append(f"frozen_base_prob must lie in [0, 1], got {s.frozen_base_prob}")
+    if s.param_noise_std < 0:
+        problems.append(f"param_noise_std must be >= 0, got {s.param_noise_std}")
+    if s.remat not in REMAT_POLICIES:
+        problems.append(f"remat must be one of {REMAT_POLICIES}, got {s.remat!r}")
+    if s.active_rows < 0:
+        problems.append(f"active_rows must be >= 0, got {s.active_rows}")
+    if s.meta_batch_size <= 0:
+        problems.append(f"meta_batch_size must be positive, got {s.meta_batch_size}")
+    if s.linear_mi_iterations <= 0:
+        problems.append(f"linear_mi_iterations must be positive, got {s.linear_mi_iterations}")
+    for name in ("inner_grad_clip", "outer_grad_clip", "meta_grad_clip", "outer_lr", "meta_lr"):
+        if getattr(s, name) <= 0:
+            problems.append(f"{name} must be positive, got {getattr(s, name)}")
+    negative = [f.name for f in fields(s) if f.name.startswith("l_") and getattr(s, f.name) < 0]
+    if negative:
+        problems.append(f"loss weights must be >= 0 (signs are fixed by the term): {negative}")
+    return problems
