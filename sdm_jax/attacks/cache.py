@@ -1,0 +1,42 @@
+"""A cache of finished cells as JSON files, so an interrupted evaluation resumes where it
+stopped. The key is (model id, task, n, search-config fingerprint): a model id must name one set
+of weights, and any change to the search or runner settings that alters results starts afresh."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from sdm_jax.attacks.report_io import atomic_write_text
+from sdm_jax.attacks.search import CellResult
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+
+
+class CellCache:
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+
+    def path(self, model_id: str, task: str, n: int, fingerprint: str) -> Path:
+        return self.directory / f"{_safe(model_id)}__{_safe(task)}__n{n}__{fingerprint}.json"
+
+    def load(self, model_id: str, task: str, n: int, fingerprint: str) -> CellResult | None:
+        path = self.path(model_id, task, n, fingerprint)
+        if not path.exists():
+            return None
+        try:
+            cell = CellResult.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"cell cache file {path} is unreadable: {error}") from error
+        if (cell.model_id, cell.task, cell.n) != (model_id, task, n):
+            raise ValueError(f"cell cache file {path} holds {cell.model_id}/{cell.task}/{cell.n}")
+        return cell
+
+    def store(self, cell: CellResult, fingerprint: str) -> Path:
+        path = self.path(cell.model_id, cell.task, cell.n, fingerprint)
+        atomic_write_text(path, json.dumps(cell.to_dict(), indent=1) + "\n")
+        return path

@@ -1,0 +1,102 @@
+"""Evaluate a grid of cells (model × task × n) with a resumable cache and one progress bar.
+
+Every cell is validated before the first compute, so a bad n or task fails in a second, not
+after an hour. Each finished cell is written to the cache at once; a rerun with the same search
+config loads finished cells and computes only the rest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from sdm_jax.attacks.cache import CellCache
+from sdm_jax.attacks.problem import (
+    Arrays,
+    AttackInputError,
+    AttackProblem,
+    AttackTarget,
+    validate_problem,
+)
+from sdm_jax.attacks.search import CellResult, SearchConfig, search_cell
+
+
+@dataclass(frozen=True)
+class SplitRoles:
+    """Which named split plays which part: the attacker draws from ``attacker``, settings and
+    steps are selected on ``selection``, numbers are reported on ``report``."""
+
+    attacker: str = "val1"
+    selection: str = "val2"
+    report: str = "test"
+
+
+def build_problems(
+    splits: Mapping[str, Arrays],
+    tasks: Sequence[str],
+    ns: Sequence[int],
+    roles: SplitRoles = SplitRoles(),
+) -> list[AttackProblem]:
+    missing = [name for name in vars(roles).values() if name not in splits]
+    if missing:
+        raise AttackInputError(f"data has no split {missing[0]!r} (splits: {sorted(splits)})")
+    return [
+        AttackProblem(
+            task=task,
+            n=n,
+            train=splits[roles.attacker],
+            val=splits[roles.selection],
+            test=splits[roles.report],
+        )
+        for task in tasks
+        for n in ns
+    ]
+
+
+def evaluate_grid(
+    targets: Sequence[AttackTarget],
+    splits: Mapping[str, Arrays],
+    tasks: Sequence[str] = ("bad",),
+    ns: Sequence[int] = (20, 50, 100, 200),
+    config: SearchConfig | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    roles: SplitRoles = SplitRoles(),
+    progress: bool = True,
+) -> list[CellResult]:
+    """Search and seed every (target, task, n) cell; results in target, task, n order.
+
+    ``config`` defaults to ``SearchConfig()``; ``progress=False`` silences the bar.
+    """
+    config = config if config is not None else SearchConfig()
+    config.validate()
+    ids = [target.model_id for target in targets]
+    if len(set(ids)) != len(ids):
+        raise AttackInputError(f"model ids must be unique, got {ids}")
+    problems = build_problems(splits, tasks, ns, roles)
+    for target in targets:
+        for problem in problems:
+            validate_problem(target, problem)
+
+    cache = CellCache(cache_dir) if cache_dir is not None else None
+    fingerprint = config.fingerprint()
+    budget = config.max_trials + config.num_seeds
+    cells: list[CellResult] = []
+    with tqdm(total=budget * len(targets) * len(problems), unit="run", disable=not progress) as bar:
+        for target in targets:
+            for problem in problems:
+                key = (target.model_id, problem.task, problem.n, fingerprint)
+                cell = cache.load(*key) if cache is not None else None
+                if cell is None:
+                    cell = search_cell(target, problem, config, bar.update)
+                    if cache is not None:
+                        cache.store(cell, fingerprint)
+                else:
+                    bar.update(len(cell.trials) + len(cell.seeds))
+                # A search that stopped early leaves part of its budget unused.
+                bar.total -= budget - len(cell.trials) - len(cell.seeds)
+                bar.refresh()
+                cells.append(cell)
+    return cells

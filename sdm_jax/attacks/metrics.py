@@ -1,0 +1,97 @@
+"""Classification metrics in ``jax.numpy`` (usable inside the compiled attack program and on
+host arrays alike), and the examples-to-target curve statistic on the host."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+# Written out rather than computed with arange so the keys print as 0.5, 0.6, ... exactly.
+DEFAULT_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def accuracy(labels, predictions):
+    return jnp.mean((jnp.asarray(labels) == jnp.asarray(predictions)).astype(jnp.float32))
+
+
+def balanced_accuracy(labels, predictions, num_classes: int):
+    """Mean per-class recall over the classes present in ``labels`` (sklearn's definition)."""
+    labels = jnp.asarray(labels)
+    predictions = jnp.asarray(predictions)
+    classes = jnp.arange(num_classes)[:, None]
+    in_class = labels[None, :] == classes
+    support = in_class.sum(axis=1)
+    hits = (in_class & (predictions[None, :] == classes)).sum(axis=1)
+    recall = hits / jnp.maximum(support, 1)
+    present = support > 0
+    return jnp.sum(jnp.where(present, recall, 0.0)) / jnp.maximum(present.sum(), 1)
+
+
+def roc_auc(labels, scores):
+    """Binary ROC-AUC by the rank-sum (Mann-Whitney) formula; tied scores share their mean rank.
+
+    NaN when only one class is present, as the AUC is undefined there.
+    """
+    labels = jnp.asarray(labels)
+    scores = jnp.asarray(scores, jnp.float32)
+    sorted_scores = jnp.sort(scores)
+    below = jnp.searchsorted(sorted_scores, scores, side="left")
+    not_above = jnp.searchsorted(sorted_scores, scores, side="right")
+    ranks = (below + not_above + 1) / 2.0  # 1-based mean rank of each tie group
+    positive = labels == 1
+    num_pos = positive.sum().astype(jnp.float32)
+    num_neg = labels.shape[0] - num_pos
+    rank_sum = jnp.sum(jnp.where(positive, ranks, 0.0))
+    auc = (rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg)
+    return jnp.where((num_pos > 0) & (num_neg > 0), auc, jnp.nan)
+
+
+def classification_metrics(labels, logits, num_classes: int):
+    """``[accuracy, balanced accuracy, ROC-AUC]``; the AUC is NaN for more than two classes."""
+    predictions = jnp.argmax(logits, axis=-1)
+    auc = roc_auc(labels, logits[..., 1] - logits[..., 0]) if num_classes == 2 else jnp.nan
+    return jnp.stack(
+        [
+            accuracy(labels, predictions),
+            balanced_accuracy(labels, predictions, num_classes),
+            jnp.asarray(auc, jnp.float32),
+        ]
+    )
+
+
+METRIC_NAMES = ("accuracy", "balanced_accuracy", "roc_auc")
+
+
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each position (fewer at the start)."""
+    if window <= 0:
+        raise ValueError(f"moving-average window must be positive, got {window}")
+    values = np.asarray(values, np.float64)
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (cumulative[ends] - cumulative[starts]) / (ends - starts)
+
+
+def examples_to_target(
+    train_accuracy: np.ndarray,
+    examples_per_step: np.ndarray,
+    targets: Sequence[float] = DEFAULT_TARGETS,
+    window: int = 10,
+) -> dict[str, int | None]:
+    """Training examples seen until the moving-average training accuracy first reaches a target.
+
+    ``train_accuracy[t]`` is the accuracy on step ``t``'s batch before its update and
+    ``examples_per_step[t]`` that batch's effective size; the count includes the crossing step.
+    A target never reached maps to ``None``. Keys are the targets formatted as ``"0.5"``.
+    """
+    moving = trailing_mean(train_accuracy, window)
+    seen = np.cumsum(np.asarray(examples_per_step, np.int64))
+    result: dict[str, int | None] = {}
+    for target in targets:
+        # A tiny slack so that an average of exact 1.0s counts as reaching 1.0 despite rounding.
+        crossed = np.flatnonzero(moving >= target - 1e-9)
+        result[f"{target:g}"] = int(seen[crossed[0]]) if crossed.size else None
+    return result

@@ -1,0 +1,106 @@
+"""What is attacked (:class:`AttackTarget`) and with which data (:class:`AttackProblem`), plus
+the checks that turn bad input into one clear error line before any compute."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from sdm_jax.models.backbone import Backbone, Params
+
+Arrays = Mapping[str, np.ndarray]
+
+
+class AttackInputError(ValueError):
+    """Bad attack input (data, task, sizes); the message is one line naming the problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class AttackTarget:
+    """A model under attack.
+
+    ``model_id`` names it in reports and cache keys, so it must be unique per set of weights.
+    ``params`` are the backbone's parameters. With ``head=None`` every attack starts from a fresh
+    random head (``init_head``, drawn from the run's seed) with one output per class; otherwise it
+    starts from this head and reads the task's logits at ``logit_offset`` (``num_good`` for the
+    bad task of an ``n_good + n_bad`` head).
+    """
+
+    model_id: str
+    backbone: Backbone
+    params: Params
+    head: Params | None = None
+    logit_offset: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class AttackProblem:
+    """The task and the splits of one attack cell.
+
+    The attacker's ``n`` examples are drawn from ``train`` (the reference uses val1); settings
+    and the best evaluation step are selected on ``val``; ``test`` is only reported, never used
+    for a choice (``None`` during a search). ``num_classes`` is inferred from the labels of all
+    splits when not given.
+    """
+
+    task: str
+    n: int
+    train: Arrays
+    val: Arrays
+    test: Arrays | None = None
+    num_classes: int | None = None
+
+    def splits(self) -> dict[str, Arrays]:
+        named = {"train": self.train, "val": self.val}
+        if self.test is not None:
+            named["test"] = self.test
+        return named
+
+
+def _split_size(name: str, arrays: Arrays) -> int:
+    lengths = {key: len(value) for key, value in arrays.items()}
+    if not lengths or max(lengths.values()) == 0:
+        raise AttackInputError(f"split {name!r} is empty")
+    if len(set(lengths.values())) != 1:
+        raise AttackInputError(f"split {name!r} has arrays of different lengths: {lengths}")
+    return next(iter(lengths.values()))
+
+
+def validate_problem(target: AttackTarget, problem: AttackProblem) -> int:
+    """Check the problem against the model; return the number of classes of the task."""
+    splits = problem.splits()
+    sizes = {name: _split_size(name, arrays) for name, arrays in splits.items()}
+    for name, arrays in splits.items():
+        if problem.task not in arrays:
+            raise AttackInputError(
+                f"split {name!r} has no labels for task {problem.task!r} (keys: {sorted(arrays)})"
+            )
+        missing = [key for key in target.backbone.input_keys if key not in arrays]
+        if missing:
+            raise AttackInputError(
+                f"split {name!r} lacks input {missing} needed by backbone {target.backbone.name!r}"
+            )
+    if not 0 < problem.n <= sizes["train"]:
+        raise AttackInputError(
+            f"n={problem.n} attacker examples asked for, but the attacker's split has "
+            f"{sizes['train']} (need 1 <= n <= {sizes['train']})"
+        )
+    labels = {name: np.asarray(arrays[problem.task]) for name, arrays in splits.items()}
+    smallest = min(int(values.min()) for values in labels.values())
+    largest = max(int(values.max()) for values in labels.values())
+    num_classes = problem.num_classes if problem.num_classes is not None else max(largest + 1, 2)
+    if smallest < 0 or largest >= num_classes:
+        raise AttackInputError(
+            f"labels of task {problem.task!r} span [{smallest}, {largest}], "
+            f"outside [0, {num_classes})"
+        )
+    if target.head is not None:
+        width = np.shape(target.head["kernel"])[-1]
+        if target.logit_offset < 0 or target.logit_offset + num_classes > width:
+            raise AttackInputError(
+                f"existing head has {width} outputs; task {problem.task!r} needs "
+                f"{num_classes} from offset {target.logit_offset}"
+            )
+    return num_classes

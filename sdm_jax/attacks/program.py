@@ -1,0 +1,175 @@
+"""The compiled attack program: many fine-tuning runs of one shape in one XLA program.
+
+Layout: ``vmap`` over runs; per run, ``lax.scan`` over evaluation blocks, each block a
+``lax.scan`` over ``eval_every`` training steps followed by an evaluation on the validation split
+(so evaluation never sits under a ``cond`` that ``vmap`` would turn into "always run both").
+Runs differ in traced values only (learning rate, step budget, batch size, schedule, warmup,
+weight decay, momentum, frozen base, seed, attacker examples); a run whose budget is shorter than
+the program stops changing after its last step, and its later evaluations are masked out.
+
+The program never sees a Flax object: the model is ``logits(backbone_params, head, inputs)``.
+For a linear probe the caller passes precomputed features and an empty backbone, so the same
+code trains the head alone at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sdm_jax.attacks.metrics import classification_metrics
+from sdm_jax.attacks.settings import direction_transform, schedule_factor
+from sdm_jax.models.heads import head_logits, init_head
+
+PROBE_INPUT = "features"
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """Everything static about a compiled attack program (one compile per distinct spec)."""
+
+    family: str
+    num_blocks: int
+    eval_every: int
+    max_batch: int
+    pool_size: int
+    num_classes: int
+    logit_offset: int
+    fresh_head: bool
+    feature_dim: int
+    label_key: str
+    with_test: bool
+
+    @property
+    def total_steps(self) -> int:
+        return self.num_blocks * self.eval_every
+
+
+def probe_logits(backbone_params, head, inputs):
+    del backbone_params  # the probe's backbone is frozen into the precomputed features
+    return head_logits(head, inputs[PROBE_INPUT])
+
+
+@functools.lru_cache(maxsize=16)
+def backbone_logits(features_fn: Callable) -> Callable:
+    """Cached per feature function, so repeated calls find the same compiled program."""
+
+    def logits(backbone_params, head, inputs):
+        return head_logits(head, features_fn(backbone_params, inputs))
+
+    return logits
+
+
+def _batch_order(key, spec: ProgramSpec):
+    """The attacker's examples as a stream of positions: epoch after epoch, each shuffled."""
+    needed = spec.total_steps * spec.max_batch
+    epochs = -(-needed // spec.pool_size) + 1
+    keys = jax.random.split(key, epochs)
+    return jax.vmap(lambda k: jax.random.permutation(k, spec.pool_size))(keys).reshape(-1)
+
+
+def _weighted_mean(values, weight):
+    return jnp.sum(weight * values) / jnp.maximum(jnp.sum(weight), 1e-9)
+
+
+def _single_run(spec: ProgramSpec, logits_fn: Callable):
+    """One run as a pure function; the caller ``vmap``s it over runs."""
+    classes = slice(spec.logit_offset, spec.logit_offset + spec.num_classes)
+
+    def task_logits(params, inputs):
+        return logits_fn(params["backbone"], params["head"], inputs)[..., classes]
+
+    def evaluate(params, split):
+        chunks, labels = split
+        logits = jax.lax.map(lambda chunk: task_logits(params, chunk), chunks)
+        logits = logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
+        return classification_metrics(labels, logits, spec.num_classes)
+
+    def run(hparams, backbone_params, head, train, val, test):
+        head_key, order_key = jax.random.split(jax.random.key(hparams["seed"]))
+        if spec.fresh_head:
+            head = init_head(head_key, spec.feature_dim, spec.num_classes)
+        params = {"backbone": backbone_params, "head": head}
+        transform = direction_transform(spec.family, hparams["momentum"], hparams["weight_decay"])
+        order = _batch_order(order_key, spec)
+        rows = jnp.arange(spec.max_batch)
+        weight = (rows < hparams["batch_size"]).astype(jnp.float32)
+
+        def train_step(carry, step):
+            params, opt_state = carry
+            positions = jnp.minimum(step * hparams["batch_size"] + rows, order.shape[0] - 1)
+            example = hparams["pool_index"][order[positions]]
+            batch = jax.tree.map(lambda column: column[example], train)
+            labels = batch.pop(spec.label_key)
+
+            def loss_fn(params):
+                logits = task_logits(params, batch)
+                losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+                return _weighted_mean(losses, weight), logits
+
+            (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+            direction, new_opt_state = transform.update(grads, opt_state, params)
+            scale = -hparams["lr"] * schedule_factor(
+                step, hparams["steps"], hparams["warmup_steps"], hparams["schedule"]
+            )
+            updates = {
+                "backbone": jax.tree.map(
+                    lambda u: u * scale * (1.0 - hparams["frozen"]), direction["backbone"]
+                ),
+                "head": jax.tree.map(lambda u: u * scale, direction["head"]),
+            }
+            new = (optax.apply_updates(params, updates), new_opt_state)
+            active = step < hparams["steps"]
+            carry = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, carry)
+            return carry, _weighted_mean(hits, weight)
+
+        def block(carry, index):
+            state, best = carry
+            steps = index * spec.eval_every + jnp.arange(spec.eval_every)
+            state, train_accuracy = jax.lax.scan(train_step, state, steps)
+            metrics = evaluate(state[0], val)
+            # The first evaluation at or after the run's budget sees its final weights; later
+            # ones repeat it and are not candidates.
+            in_budget = index * spec.eval_every < hparams["steps"]
+            improved = in_budget & (metrics[0] > best["accuracy"])
+            candidate = {"accuracy": metrics[0], "index": index + 1}
+            if spec.with_test:  # keep the best weights only when a test split will score them
+                candidate["params"] = state[0]
+            best = jax.tree.map(lambda n, o: jnp.where(improved, n, o), candidate, best)
+            return (state, best), (metrics, train_accuracy)
+
+        initial = evaluate(params, val)
+        best = {"accuracy": initial[0], "index": jnp.int32(0)}
+        if spec.with_test:
+            best["params"] = params
+        (_, best), (curve, train_accuracy) = jax.lax.scan(
+            block, ((params, transform.init(params)), best), jnp.arange(spec.num_blocks)
+        )
+        outputs = {
+            "val_curve": jnp.concatenate([initial[None], curve]),
+            "best_index": best["index"],
+            "train_accuracy": train_accuracy.reshape(-1),
+        }
+        if spec.with_test:
+            outputs["test"] = evaluate(best["params"], test)
+        return outputs
+
+    return run
+
+
+@functools.lru_cache(maxsize=64)
+def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
+    """``program(hparams, backbone_params, head, train, val, test)``, vmapped over ``hparams``.
+
+    ``hparams`` holds ``[runs]`` arrays (``pool_index`` is ``[runs, n]``); the rest is shared.
+    ``val``/``test`` are ``(chunks, labels)``: inputs reshaped ``[chunks, chunk_size, ...]`` and
+    the ``[N]`` labels of the unpadded split.
+    """
+    batched = jax.vmap(_single_run(spec, logits_fn), in_axes=(0, None, None, None, None, None))
+    return jax.jit(batched)

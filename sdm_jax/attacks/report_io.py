@@ -1,0 +1,96 @@
+"""The file edge of the report: atomic writes of ``results.json``, ``results.csv``,
+``report.md`` and ``blocking.png``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sdm_jax.attacks.report import csv_text, markdown_report, run_rows, summary_rows
+from sdm_jax.attacks.search import CellResult
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def blocking_figure(summary: Sequence[dict], harmful_task: str, desired_task: str) -> Figure:
+    """Test accuracy against n per model with std error bars; harmful task left, desired right.
+
+    Built on a bare ``Figure`` with the Agg canvas, so no global pyplot backend is touched.
+    """
+    figure = Figure(figsize=(10, 4))
+    FigureCanvasAgg(figure)
+    for position, task in enumerate((harmful_task, desired_task)):
+        axes = figure.add_subplot(1, 2, position + 1)
+        models: dict[str, list[dict]] = {}
+        for row in summary:
+            if row["task"] == task:
+                models.setdefault(row["model_id"], []).append(row)
+        for model, rows in models.items():
+            rows = sorted(rows, key=lambda r: r["n"])
+            axes.errorbar(
+                [r["n"] for r in rows],
+                [r["test_accuracy_mean"] for r in rows],
+                yerr=[r["test_accuracy_std"] for r in rows],
+                marker="o",
+                capsize=3,
+                label=model,
+            )
+        axes.set_xscale("log")
+        axes.set_xlabel("attacker examples n")
+        axes.set_ylabel("test accuracy after attack")
+        axes.set_title(f"{'harmful' if position == 0 else 'desired'} task: {task}")
+        if models:
+            axes.legend()
+        else:
+            axes.text(0.5, 0.5, "not evaluated", ha="center", transform=axes.transAxes)
+    figure.tight_layout()
+    return figure
+
+
+def write_report(
+    out_dir: str | os.PathLike,
+    cells: Sequence[CellResult],
+    harmful_task: str = "bad",
+    desired_task: str = "good",
+    pretrained_id: str = "pretrained",
+    random_id: str = "random",
+) -> dict[str, Path]:
+    """Write the four report files into ``out_dir``; return their paths by name."""
+    out_dir = Path(out_dir)
+    summary = summary_rows(cells)
+    paths = {name: out_dir / name for name in ("results.json", "results.csv", "report.md")}
+    paths["blocking.png"] = out_dir / "blocking.png"
+    document = {"summary": summary, "cells": [cell.to_dict() for cell in cells]}
+    atomic_write_text(paths["results.json"], json.dumps(document, indent=1) + "\n")
+    atomic_write_text(paths["results.csv"], csv_text(run_rows(cells)))
+    atomic_write_text(
+        paths["report.md"],
+        markdown_report(summary, harmful_task, desired_task, pretrained_id, random_id),
+    )
+    image = io.BytesIO()
+    blocking_figure(summary, harmful_task, desired_task).savefig(image, format="png", dpi=100)
+    atomic_write_bytes(paths["blocking.png"], image.getvalue())
+    return paths

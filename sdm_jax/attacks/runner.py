@@ -1,0 +1,277 @@
+"""Run many attack settings against one model: group, chunk, compile once, collect results.
+
+Runs are grouped by optimizer family and by path: full fine-tuning runs go through the backbone;
+frozen-base runs (with ``probe_features``) train the head on features computed once. Each group
+is cut into chunks of at most ``max_parallel`` runs; a short chunk is padded to the next power of
+two so a handful of compiled programs serve every chunk size.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sdm_jax.attacks.metrics import DEFAULT_TARGETS, METRIC_NAMES, examples_to_target
+from sdm_jax.attacks.problem import Arrays, AttackProblem, AttackTarget, validate_problem
+from sdm_jax.attacks.program import (
+    PROBE_INPUT,
+    ProgramSpec,
+    backbone_logits,
+    compiled_program,
+    probe_logits,
+)
+from sdm_jax.attacks.settings import AttackSetting, validate_settings
+from sdm_jax.data.sampler import random_subset
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How runs are executed (not what they are).
+
+    ``eval_every``: steps between validation checks (the reference's 50). ``max_parallel``: runs
+    per compiled program; lower it when memory is short. ``eval_batch_size``: rows per
+    evaluation chunk. ``max_steps``/``max_batch_size``: the program's length and fixed batch
+    shape; default to the longest/largest setting given, and a search fixes them to its space so
+    every batch of trials reuses one compiled program. ``probe_features``: run frozen-base
+    settings on precomputed features (set False to run them through the full program with the
+    backbone's updates masked). ``ma_window``/``targets``: the examples-to-target statistic.
+    """
+
+    eval_every: int = 50
+    max_parallel: int = 32
+    eval_batch_size: int = 256
+    max_steps: int | None = None
+    max_batch_size: int | None = None
+    probe_features: bool = True
+    ma_window: int = 10
+    targets: tuple[float, ...] = DEFAULT_TARGETS
+
+    def __post_init__(self) -> None:
+        if min(self.eval_every, self.max_parallel, self.eval_batch_size, self.ma_window) <= 0:
+            raise ValueError(f"runner sizes must be positive: {self}")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One attack run. Metrics are dicts over ``METRIC_NAMES``; ``val`` and ``test`` are taken at
+    ``best_step``, the step whose validation accuracy was highest (earliest on ties, step 0
+    included). ``val_curve`` is the validation accuracy at ``eval_steps`` within the run's budget.
+    ``examples_to_target`` maps "0.5"... to examples seen (``None``: never reached). An undefined
+    metric (ROC-AUC of a multi-class task) is ``None``.
+    """
+
+    setting: AttackSetting
+    best_step: int
+    val: dict[str, float | None]
+    test: dict[str, float | None] | None
+    eval_steps: list[int]
+    val_curve: list[float]
+    examples_to_target: dict[str, int | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "setting": self.setting.to_dict(),
+            "best_step": self.best_step,
+            "val": self.val,
+            "test": self.test,
+            "eval_steps": self.eval_steps,
+            "val_curve": self.val_curve,
+            "examples_to_target": self.examples_to_target,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        return cls(**{**data, "setting": AttackSetting(**data["setting"])})
+
+
+def _metrics_dict(values: np.ndarray) -> dict[str, float | None]:
+    """Undefined metrics (the AUC of a multi-class task) become ``None``, which JSON can hold."""
+    return {
+        name: float(value) if np.isfinite(value) else None
+        for name, value in zip(METRIC_NAMES, values, strict=True)
+    }
+
+
+def _pad_to_chunks(arrays: Arrays, chunk: int) -> dict[str, np.ndarray]:
+    size = len(next(iter(arrays.values())))
+    padded = math.ceil(size / chunk) * chunk
+    order = np.concatenate([np.arange(size), np.zeros(padded - size, np.int64)])
+    return {
+        key: value[order].reshape(padded // chunk, chunk, *value.shape[1:])
+        for key, value in arrays.items()
+    }
+
+
+def _padded_runs(count: int, max_parallel: int) -> int:
+    return min(max_parallel, 1 << max(count - 1, 0).bit_length())
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_features(features_fn: Callable) -> Callable:
+    return jax.jit(features_fn)
+
+
+def compute_features(target: AttackTarget, arrays: Arrays, chunk_size: int) -> np.ndarray:
+    """The backbone's ``[N, H]`` features of a split, in fixed-shape chunks (one compile)."""
+    inputs = {key: np.asarray(arrays[key]) for key in target.backbone.input_keys}
+    size = len(next(iter(inputs.values())))
+    chunks = _pad_to_chunks(inputs, min(chunk_size, size))
+    features_fn = _jitted_features(target.backbone.features)
+    per_chunk = [
+        np.asarray(features_fn(target.params, {key: value[i] for key, value in chunks.items()}))
+        for i in range(len(next(iter(chunks.values()))))
+    ]
+    return np.concatenate(per_chunk)[:size]
+
+
+def _model_inputs(target: AttackTarget, arrays: Arrays, probe: bool, chunk: int) -> dict:
+    if probe:
+        return {PROBE_INPUT: compute_features(target, arrays, chunk)}
+    return {key: np.asarray(arrays[key]) for key in target.backbone.input_keys}
+
+
+def _eval_split(target, arrays, task, probe, chunk) -> tuple[dict, np.ndarray]:
+    labels = np.asarray(arrays[task], np.int32)
+    chunk = min(chunk, len(labels))
+    return _pad_to_chunks(_model_inputs(target, arrays, probe, chunk), chunk), labels
+
+
+def _attacker_rows(problem: AttackProblem, settings: Sequence[AttackSetting], max_rows: int):
+    """The attacker's examples of every run in a chunk: the rows to ship and each run's positions
+    among them. The row count is fixed by the chunk's shape (padded with row 0) so the program
+    does not recompile when the runs' examples overlap more or less."""
+    size = len(problem.train[problem.task])
+    index = {"row": np.arange(size)}
+    pools = [random_subset(index, problem.n, s.data_seed)["row"] for s in settings]
+    union = np.unique(np.concatenate(pools))
+    rows = np.concatenate([union, np.zeros(min(size, max_rows) - len(union), np.int64)])
+    positions = np.stack([np.searchsorted(union, pool) for pool in pools]).astype(np.int32)
+    return rows, positions
+
+
+def _hparams(settings: Sequence[AttackSetting], positions: np.ndarray) -> dict[str, np.ndarray]:
+    def column(values, dtype):
+        return np.asarray(values, dtype)
+
+    return {
+        "lr": column([s.lr for s in settings], np.float32),
+        "steps": column([s.steps for s in settings], np.int32),
+        "batch_size": column([s.batch_size for s in settings], np.int32),
+        "schedule": column([s.schedule_code for s in settings], np.int32),
+        "warmup_steps": column([s.warmup_steps for s in settings], np.int32),
+        "weight_decay": column([s.effective_weight_decay for s in settings], np.float32),
+        "momentum": column([s.effective_momentum for s in settings], np.float32),
+        "frozen": column([s.frozen_base for s in settings], np.float32),
+        "seed": column([s.seed for s in settings], np.int32),
+        "pool_index": positions,
+    }
+
+
+def _collect(setting, outputs, j, eval_every, config) -> RunResult:
+    curve = outputs["val_curve"][j]
+    eval_steps = [0] + [min(k * eval_every, setting.steps) for k in range(1, len(curve))]
+    in_budget = [k for k in range(len(curve)) if k == 0 or (k - 1) * eval_every < setting.steps]
+    best_index = int(outputs["best_index"][j])
+    train_accuracy = outputs["train_accuracy"][j][: setting.steps]
+    return RunResult(
+        setting=setting,
+        best_step=eval_steps[best_index],
+        val=_metrics_dict(curve[best_index]),
+        test=_metrics_dict(outputs["test"][j]) if "test" in outputs else None,
+        eval_steps=[eval_steps[k] for k in in_budget],
+        val_curve=[float(curve[k, 0]) for k in in_budget],
+        examples_to_target=examples_to_target(
+            train_accuracy,
+            np.full(setting.steps, setting.batch_size),
+            config.targets,
+            config.ma_window,
+        ),
+    )
+
+
+def run_attacks(
+    target: AttackTarget,
+    problem: AttackProblem,
+    settings: Sequence[AttackSetting],
+    config: RunnerConfig = RunnerConfig(),
+    on_runs_done: Callable[[int], None] | None = None,
+) -> list[RunResult]:
+    """Run every setting against ``target`` on ``problem``; results in the order of ``settings``.
+
+    Deterministic: a run's numbers depend on its setting (seeds included), not on which other
+    runs share its program (up to float reassociation inside batched kernels).
+    ``on_runs_done(k)`` is called after each chunk with the number of real runs it finished.
+    """
+    num_classes = validate_problem(target, problem)
+    settings = validate_settings(settings)
+    max_steps = config.max_steps or max(s.steps for s in settings)
+    max_batch = config.max_batch_size or max(s.batch_size for s in settings)
+    too_long = [s for s in settings if s.steps > max_steps or s.batch_size > max_batch]
+    if too_long:
+        raise ValueError(
+            f"setting {too_long[0]} exceeds the program's max_steps={max_steps} "
+            f"or max_batch_size={max_batch}"
+        )
+
+    groups: dict[tuple[str, bool], list[int]] = {}
+    for index, setting in enumerate(settings):
+        probe = setting.frozen_base and config.probe_features
+        groups.setdefault((setting.family, probe), []).append(index)
+
+    results: list[RunResult | None] = [None] * len(settings)
+    eval_cache: dict[bool, tuple] = {}
+    for (family, probe), indices in groups.items():
+        if probe not in eval_cache:
+            eval_cache[probe] = tuple(
+                _eval_split(target, arrays, problem.task, probe, config.eval_batch_size)
+                if arrays is not None
+                else None
+                for arrays in (problem.val, problem.test)
+            )
+        val, test = eval_cache[probe]
+        spec = ProgramSpec(
+            family=family,
+            num_blocks=math.ceil(max_steps / config.eval_every),
+            eval_every=config.eval_every,
+            max_batch=max_batch,
+            pool_size=problem.n,
+            num_classes=num_classes,
+            logit_offset=target.logit_offset if target.head is not None else 0,
+            fresh_head=target.head is None,
+            feature_dim=target.backbone.feature_dim,
+            label_key=problem.task,
+            with_test=test is not None,
+        )
+        logits_fn = probe_logits if probe else backbone_logits(target.backbone.features)
+        program = compiled_program(spec, logits_fn)
+        backbone_params = {} if probe else target.params
+        head = target.head if target.head is not None else {}
+        for start in range(0, len(indices), config.max_parallel):
+            chunk = indices[start : start + config.max_parallel]
+            width = _padded_runs(len(chunk), config.max_parallel)
+            chunk_settings = [settings[i] for i in chunk]
+            padded = chunk_settings + [chunk_settings[0]] * (width - len(chunk))
+            rows, positions = _attacker_rows(problem, padded, problem.n * width)
+            train_rows = {key: np.asarray(value)[rows] for key, value in problem.train.items()}
+            train = _model_inputs(target, train_rows, probe, config.eval_batch_size)
+            train[problem.task] = np.asarray(train_rows[problem.task], np.int32)
+            outputs = program(
+                jax.tree.map(jnp.asarray, _hparams(padded, positions)),
+                backbone_params,
+                head,
+                train,
+                val,
+                test,
+            )
+            outputs = jax.device_get(outputs)
+            for j, index in enumerate(chunk):
+                results[index] = _collect(settings[index], outputs, j, config.eval_every, config)
+            if on_runs_done is not None:
+                on_runs_done(len(chunk))
+    return results

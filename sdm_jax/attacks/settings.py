@@ -1,0 +1,146 @@
+"""One attack run's hyperparameters, and the optimizers and schedules they name.
+
+A run is fully described by an :class:`AttackSetting`. Inside the vectorised program every
+numeric field is a traced per-run value, so runs that differ in learning rate, step budget, batch
+size, schedule, warmup, weight decay or momentum share one compiled program. Only the optimizer
+*family* (the shape of its state) is static: Adam and AdamW share the Adam state, SGD and SGD with
+momentum share one trace, RMSprop has its own. The runner groups runs by family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import optax
+
+OPTIMIZER_FAMILY = {
+    "adam": "adam",
+    "adamw": "adam",
+    "sgd": "sgd",
+    "sgd_momentum": "sgd",
+    "rmsprop": "rmsprop",
+}
+SCHEDULES = ("constant", "linear", "cosine")
+_SCHEDULE_CODE = {name: code for code, name in enumerate(SCHEDULES)}
+
+# Defaults of torch.optim / optax for the fields a setting leaves at None.
+_DEFAULT_WEIGHT_DECAY = {"adamw": 0.01}
+_DEFAULT_MOMENTUM = {"sgd_momentum": 0.9}
+_RMSPROP_DECAY = 0.9
+_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class AttackSetting:
+    """Hyperparameters of one fine-tuning attack.
+
+    ``steps`` is this run's own budget; ``batch_size`` its effective batch (rows past it are
+    weight-0 padding up to the program's fixed shape). ``frozen_base`` trains the head only (a
+    linear probe on the backbone's features). ``warmup_steps`` ramps the learning rate linearly
+    from ~0; ``linear`` and ``cosine`` then decay it to 0 at ``steps``. ``weight_decay`` is
+    decoupled (AdamW-style) for every optimizer; ``None`` means the optimizer's usual default
+    (0.01 for AdamW, 0 otherwise). ``momentum`` is used by ``sgd_momentum`` only (default 0.9).
+    ``seed`` draws the fresh head and the batch order; ``data_seed`` draws which ``n`` examples
+    the attacker holds.
+    """
+
+    lr: float = 1e-3
+    steps: int = 500
+    batch_size: int = 16
+    optimizer: str = "adam"
+    frozen_base: bool = False
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float | None = None
+    momentum: float | None = None
+    seed: int = 0
+    data_seed: int = 0
+
+    @property
+    def family(self) -> str:
+        return OPTIMIZER_FAMILY[self.optimizer]
+
+    @property
+    def effective_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return float(self.weight_decay)
+        return _DEFAULT_WEIGHT_DECAY.get(self.optimizer, 0.0)
+
+    @property
+    def effective_momentum(self) -> float:
+        if self.optimizer != "sgd_momentum":
+            return 0.0
+        return _DEFAULT_MOMENTUM["sgd_momentum"] if self.momentum is None else float(self.momentum)
+
+    @property
+    def schedule_code(self) -> int:
+        return _SCHEDULE_CODE[self.schedule]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def validate_settings(settings: Iterable[AttackSetting]) -> list[AttackSetting]:
+    """Check every setting before any compute; raise one line naming the first bad field."""
+    checked = list(settings)
+    if not checked:
+        raise ValueError("no attack settings given")
+    for index, setting in enumerate(checked):
+        where = f"attack setting {index}"
+        if setting.optimizer not in OPTIMIZER_FAMILY:
+            raise ValueError(
+                f"{where}: unknown optimizer {setting.optimizer!r}; "
+                f"choose from {sorted(OPTIMIZER_FAMILY)}"
+            )
+        if setting.schedule not in SCHEDULES:
+            raise ValueError(f"{where}: unknown schedule {setting.schedule!r}; choose {SCHEDULES}")
+        if not setting.lr > 0:
+            raise ValueError(f"{where}: lr must be positive, got {setting.lr}")
+        if setting.steps <= 0 or setting.batch_size <= 0:
+            raise ValueError(
+                f"{where}: steps and batch_size must be positive, got "
+                f"steps={setting.steps} batch_size={setting.batch_size}"
+            )
+        if not 0 <= setting.warmup_steps < setting.steps:
+            raise ValueError(
+                f"{where}: warmup_steps must lie in [0, steps), got {setting.warmup_steps}"
+            )
+        if setting.effective_weight_decay < 0 or not 0 <= setting.effective_momentum < 1:
+            raise ValueError(f"{where}: weight_decay must be >= 0 and momentum in [0, 1)")
+    return checked
+
+
+def schedule_factor(step, total_steps, warmup_steps, schedule_code):
+    """Learning-rate multiplier at ``step`` (0-based); every argument may be a traced scalar."""
+    step = jnp.asarray(step, jnp.float32)
+    total = jnp.asarray(total_steps, jnp.float32)
+    warmup = jnp.asarray(warmup_steps, jnp.float32)
+    warm = jnp.where(warmup > 0, jnp.minimum(1.0, (step + 1.0) / jnp.maximum(warmup, 1.0)), 1.0)
+    progress = jnp.clip((step - warmup) / jnp.maximum(total - warmup, 1.0), 0.0, 1.0)
+    decay = jnp.select(
+        [schedule_code == _SCHEDULE_CODE["linear"], schedule_code == _SCHEDULE_CODE["cosine"]],
+        [1.0 - progress, 0.5 * (1.0 + jnp.cos(jnp.pi * progress))],
+        1.0,
+    )
+    return warm * decay
+
+
+def direction_transform(family: str, momentum, weight_decay) -> optax.GradientTransformation:
+    """The optimizer without its learning rate: the runner scales by ``-lr * schedule`` itself.
+
+    ``momentum`` and ``weight_decay`` may be traced per-run scalars. ``trace(decay=0)`` is plain
+    SGD exactly, and ``add_decayed_weights(0)`` is a no-op, which is what lets Adam and AdamW (and
+    SGD with and without momentum) share a program.
+    """
+    if family == "adam":
+        base = optax.scale_by_adam(eps=_EPS)
+    elif family == "sgd":
+        base = optax.trace(decay=momentum)
+    elif family == "rmsprop":
+        base = optax.scale_by_rms(decay=_RMSPROP_DECAY, eps=_EPS)
+    else:
+        raise ValueError(f"unknown optimizer family {family!r}")
+    return optax.chain(base, optax.add_decayed_weights(weight_decay))
