@@ -23,6 +23,8 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sdm_jax.data.bios_tables import GENDERS, PROFESSIONS
 from sdm_jax.data.errors import DataError
@@ -137,9 +139,9 @@ class _Encoded:
 
 
 def _dataset_part(origin: str, split: str, dataset: datasets.Dataset) -> _RawPart:
-    return _RawPart(
-        origin, split, tuple(dataset.column_names), lambda n: dataset.data.column(n).to_pylist()
-    )
+    # Decoded values, not the raw Arrow storage: a json column of mixed types is stored as
+    # JSON text and only decoding shows that a row holds a number instead of a string.
+    return _RawPart(origin, split, tuple(dataset.column_names), lambda n: dataset[n][:])
 
 
 def _read_file(path: str | os.PathLike, split: str, cache_dir: str | None) -> _RawPart:
@@ -149,6 +151,8 @@ def _read_file(path: str | os.PathLike, split: str, cache_dir: str | None) -> _R
         raise DataError(f"{path}: unsupported file type (use one of {', '.join(_FILE_FORMATS)})")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    if _has_no_rows(path, builder):
+        raise DataError(f"{path}: split {split!r} is empty (the file has no rows)")
     try:
         dataset = datasets.load_dataset(
             builder, data_files={"train": str(path)}, split="train", cache_dir=cache_dir
@@ -158,7 +162,23 @@ def _read_file(path: str | os.PathLike, split: str, cache_dir: str | None) -> _R
     return _dataset_part(str(path), split, dataset)
 
 
+def _has_no_rows(path: Path, builder: str) -> bool:
+    """True for a file without data rows (the ``datasets`` builders fail on some of these)."""
+    if builder == "parquet":
+        try:
+            return pq.ParquetFile(path).metadata.num_rows == 0
+        except (OSError, pa.ArrowException):
+            return False  # unreadable: reported by the loader with its own message
+    needed = 2 if builder == "csv" else 1  # a csv header is not a row
+    with path.open("rb") as handle:
+        filled = (line for line in handle if line.strip())
+        return sum(1 for _, _ in zip(range(needed), filled, strict=False)) < needed
+
+
 def _first_line(error: BaseException) -> str:
+    """The first line of the innermost cause, which is where the builders say what went wrong."""
+    while error.__cause__ is not None:
+        error = error.__cause__
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
@@ -219,10 +239,11 @@ def _read_parts(spec: DataSpec) -> tuple[str, list[_RawPart]]:
     if spec.source == "synthetic":
         folder = synthetic_dir(spec.path or DEFAULT_CACHE, _synthetic_spec(spec))
         files = {split: str(folder / f"{split}.parquet") for split in ("train", "dev", "test")}
+        label = f"synthetic:{folder}"
     else:
         files = _local_files(spec)
-    parts = [_read_file(file, split, spec.cache_dir) for split, file in files.items()]
-    return f"{spec.source}:{','.join(files.values())}", parts
+        label = f"local:{','.join(files.values())}"
+    return label, [_read_file(file, split, spec.cache_dir) for split, file in files.items()]
 
 
 def _synthetic_spec(spec: DataSpec) -> SyntheticSpec:
