@@ -23,6 +23,8 @@ from typing import Any, Literal
 import yaml
 
 from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.data.sources import SOURCES, DataSpec
+from sdm_jax.data.toy import ToySpec
 
 
 class ConfigError(ValueError):
@@ -33,11 +35,13 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The network being blocked.
 
-    - ``kind``: ``bert`` (a BERT-family encoder loaded with ``load_encoder``) or ``mlp`` (the toy
-      task's ReLU network).
+    - ``kind``: ``bert`` (a BERT-family encoder loaded with ``load_encoder``, trained on the
+      text task of the ``data:`` section) or ``mlp`` (the toy task's ReLU network, trained on
+      the Gaussian task of the ``toy:`` section).
     - ``name``: for ``bert``, a local directory, a hub id, or the embedded alias ``minilm``.
     - ``num_layers``: keep only the first N transformer layers (``null`` keeps all).
     - ``dtype``: compute dtype; parameters stay float32.
+    - ``max_length``: tokens per text (padding and truncation to one static shape).
     - ``mlp_width``, ``mlp_depth``: the toy MLP's shape.
     """
 
@@ -45,41 +49,9 @@ class ModelConfig:
     name: str = "minilm"
     num_layers: int | None = None
     dtype: Literal["float32", "bfloat16"] = "float32"
+    max_length: int = 128
     mlp_width: int = 50
     mlp_depth: int = 4
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where examples come from and how they are shaped.
-
-    - ``source``: ``toy`` (Gaussian toy task), ``synthetic`` (offline Bias in Bios stand-in),
-      ``hub`` (``LabHC/bias_in_bios``), ``pickle`` (the original crawl ``BIOS.pkl``) or ``local``
-      (parquet/CSV/JSON files under ``path``).
-    - ``path``: the ``BIOS.pkl`` file or local data folder (``pickle``, ``local``).
-    - ``max_length``: tokens per example (padding and truncation to one static shape).
-    - ``scrub_pronouns``: neutralise gendered pronouns, as the reference does.
-    - ``max_train_examples``: keep a seeded subset of the training split (``null`` keeps all).
-    - ``synthetic_train``, ``synthetic_dev``, ``synthetic_test``: synthetic split sizes.
-    - ``toy_dim``, ``toy_train``, ``toy_val``, ``toy_test``: toy task sizes.
-    - ``seed``: data seed (synthetic generation, toy draws, subsets).
-    - ``cache_dir``: tokenisation and synthetic-corpus cache.
-    """
-
-    source: Literal["toy", "synthetic", "hub", "pickle", "local"] = "synthetic"
-    path: str | None = None
-    max_length: int = 128
-    scrub_pronouns: bool = True
-    max_train_examples: int | None = None
-    synthetic_train: int = 20_000
-    synthetic_dev: int = 3_000
-    synthetic_test: int = 6_000
-    toy_dim: int = 25
-    toy_train: int = 20_000
-    toy_val: int = 2_000
-    toy_test: int = 4_000
-    seed: int = 0
-    cache_dir: str = "~/.cache/sdm_jax"
 
 
 @dataclass(frozen=True)
@@ -120,8 +92,12 @@ class ParallelConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole run. ``data`` maps onto the data layer's :class:`DataSpec`, ``toy`` onto
+    :class:`ToySpec` and ``mlac`` onto :class:`MLACSettings`, one field to one key."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataSpec = field(default_factory=DataSpec)
+    toy: ToySpec = field(default_factory=ToySpec)
     mlac: MLACSettings = field(default_factory=MLACSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
@@ -134,6 +110,8 @@ RESUMABLE_KEYS = frozenset({
     "train.outer_steps", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.log_every", "train.stop_after", "train.run_dir", "data.cache_dir",
 })
+# Sections a model kind does not read: their values cannot change what a run computes.
+UNUSED_SECTIONS = {"mlp": ("data",), "bert": ("toy",)}
 
 
 # --------------------------------------------------------------------------- value coercion
@@ -228,17 +206,20 @@ def _section_problems(name: str, section: Any) -> list[tuple[str, str]]:
 
     if name == "model":
         need(section.num_layers is None or section.num_layers > 0, "num_layers", "must be > 0")
+        need(section.max_length >= 8, "max_length", "must be >= 8")
         need(section.mlp_width > 0, "mlp_width", "must be > 0")
         need(section.mlp_depth > 0, "mlp_depth", "must be > 0")
     elif name == "data":
-        need(section.max_length >= 8, "max_length", "must be >= 8")
-        need(section.max_train_examples is None or section.max_train_examples > 0,
-             "max_train_examples", "must be > 0")
-        for key in ("synthetic_train", "synthetic_dev", "synthetic_test",
-                    "toy_dim", "toy_train", "toy_val", "toy_test"):
+        need(section.source in SOURCES, "source", f"must be one of {', '.join(SOURCES)}")
+        need(section.source != "bios_pkl" or section.path is not None,
+             "path", "is required when data.source is bios_pkl")
+        for key in ("train_examples", "eval_examples"):
+            need(getattr(section, key) is None or getattr(section, key) > 0, key, "must be > 0")
+        for key in ("synthetic_train", "synthetic_dev", "synthetic_test"):
             need(getattr(section, key) > 0, key, "must be > 0")
-        need(section.source not in ("pickle", "local") or section.path is not None,
-             "path", f"is required when data.source is {section.source}")
+    elif name == "toy":
+        for key in ("dim", "n_train", "n_val", "n_test"):
+            need(getattr(section, key) > 0, key, "must be > 0")
     elif name == "train":
         for key in ("outer_steps", "batch_size", "eval_every", "eval_batches",
                     "checkpoint_every", "keep_checkpoints", "log_every"):
@@ -287,19 +268,12 @@ def _build_section(name: str, values: Mapping[str, Any]) -> Any:
 
 
 def _cross_checks(config: Config) -> None:
-    model, data, mlac, train = config.model, config.data, config.mlac, config.train
-    if (model.kind == "mlp") != (data.source == "toy"):
-        raise ConfigError(
-            f"model.kind: {model.kind!r} does not fit data.source {data.source!r} "
-            "(the toy task needs model.kind mlp, text data needs bert)"
-        )
+    model, mlac, train = config.model, config.mlac, config.train
     if max(mlac.batch_size_choices) > 4096:
         raise ConfigError(f"mlac.batch_size_choices: sizes must be <= 4096, got "
                           f"{mlac.batch_size_choices}")
     if mlac.active_rows and model.kind != "bert":
         raise ConfigError("mlac.active_rows: needs a text model (model.kind bert), got mlp")
-    if mlac.l_mlm and model.kind != "bert":
-        raise ConfigError("mlac.l_mlm: feature distillation needs model.kind bert")
     if train.stop_after is not None and train.stop_after > train.outer_steps:
         raise ConfigError(f"train.stop_after: must be <= train.outer_steps "
                           f"({train.outer_steps}), got {train.stop_after}")
@@ -399,12 +373,18 @@ def flat_items(config: Config) -> dict[str, Any]:
 
 def config_fingerprint(config: Config) -> str:
     """A hash of everything that decides what a run computes (not its bookkeeping)."""
-    relevant = {k: v for k, v in flat_items(config).items() if k not in RESUMABLE_KEYS}
+    relevant = {k: v for k, v in flat_items(config).items() if k not in ignored_keys(config)}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ignored_keys(config: Config) -> frozenset[str]:
+    """Keys that do not change what this run computes: bookkeeping and unused sections."""
+    unused = UNUSED_SECTIONS[config.model.kind]
+    return RESUMABLE_KEYS | {k for k in flat_items(config) if k.split(".")[0] in unused}
 
 
 def changed_keys(saved: Mapping[str, Any], config: Config) -> list[str]:
     """Keys whose values differ from a saved flat config, ignoring bookkeeping keys."""
     current = flat_items(config)
-    keys = (set(saved) | set(current)) - RESUMABLE_KEYS
+    keys = (set(saved) | set(current)) - ignored_keys(config)
     return sorted(k for k in keys if saved.get(k) != current.get(k))

@@ -58,8 +58,10 @@ def test_override_values_are_yaml_scalars():
         (["mlac.outer_lr=fast"], "mlac.outer_lr: expected a number, got 'fast'"),
         (["mlac.batch_size_choices=[8, x]"], "mlac.batch_size_choices[1]: expected an integer"),
         (["mlac.inner_lr_min=1"], "mlac.inner_lr_min: need 0 < inner_lr_min"),
-        (["model.kind=mlp"], "model.kind: 'mlp' does not fit data.source 'synthetic'"),
-        (["data.source=pickle"], "data.path: is required when data.source is pickle"),
+        (["data.source=toy"], "data.source: must be one of synthetic, hub, bios_pkl, local"),
+        (["data.source=bios_pkl"], "data.path: is required when data.source is bios_pkl"),
+        (["toy.n_train=0"], "toy.n_train: must be > 0, got 0"),
+        (["mlac.active_rows=64", "model.kind=mlp"], "mlac.active_rows: needs a text model"),
         (["train.stop_after=9", "train.outer_steps=5"], "train.stop_after: must be <="),
         (["steps=3"], "override 'steps=3': key must be section.name"),
         (["train.outer_steps"], "expected key=value"),
@@ -91,7 +93,7 @@ def test_bad_files(tmp_path: Path):
 
 
 def test_resolved_yaml_round_trips(tmp_path: Path):
-    config = load_config(None, ["model.kind=mlp", "data.source=toy", "mlac.inner_steps=3"])
+    config = load_config(None, ["model.kind=mlp", "toy.dim=5", "mlac.inner_steps=3"])
     path = tmp_path / "resolved.yaml"
     path.write_text(config_to_yaml(config))
     assert load_config(path) == config
@@ -105,6 +107,9 @@ def test_fingerprint_ignores_bookkeeping_only():
     assert config_fingerprint(base) != config_fingerprint(other)
     assert changed_keys(flat_items(base), other) == ["mlac.inner_steps"]
     assert changed_keys(flat_items(base), longer) == []
+    toy = load_config(None, ["model.kind=mlp"])
+    toy_other_text = load_config(None, ["model.kind=mlp", "data.seed=4"])
+    assert config_fingerprint(toy) == config_fingerprint(toy_other_text)
 
 
 def test_build_config_rejects_non_mapping():
