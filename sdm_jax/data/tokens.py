@@ -35,7 +35,10 @@ def tokenizer_identity(tokenizer) -> str:
     """``name_or_path`` plus a hash of everything that decides the tokenizer's output."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        definition = backend.to_str()
+        # Padding and truncation are call settings the tokenizer keeps from its last call.
+        state = {k: v for k, v in json.loads(backend.to_str()).items()
+                 if k not in ("padding", "truncation")}  # fmt: skip
+        definition = json.dumps(state, sort_keys=True)
     else:
         definition = json.dumps(sorted(tokenizer.get_vocab().items()))
     digest = hashlib.sha256(definition.encode()).hexdigest()[:16]
