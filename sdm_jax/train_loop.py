@@ -1,0 +1,255 @@
+"""The MLAC training loop: ``train_and_evaluate(config, run_dir) -> summary``.
+
+A run directory holds ``config.yaml`` (the resolved config), ``metrics.jsonl`` (one line per
+logged step and per validation), ``checkpoints/`` (orbax), ``summary.json`` and ``export/``.
+Re-running the same command on the same directory resumes from the latest checkpoint and ends
+with the same parameters as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from sdm_jax import parallel
+from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
+from sdm_jax.checkpoint import (
+    RunCheckpoints,
+    append_jsonl,
+    truncate_jsonl,
+    write_json_atomic,
+    write_text_atomic,
+)
+from sdm_jax.config import Config, config_fingerprint, config_to_yaml, flat_items, ignored_keys
+from sdm_jax.train_task import (
+    MetaBatchSource,
+    PreparedTask,
+    describe,
+    export_model,
+    prepare_task,
+    validation_meta_batches,
+)
+
+# Validation keys live far from the training steps' fold_in(rng, step) stream.
+VALIDATION_KEY_OFFSET = 2**31
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message names the last checkpoint."""
+
+
+def _mesh(config: Config):
+    devices = jax.devices()
+    wanted = config.parallel.data_devices or len(devices)
+    if wanted > len(devices):
+        raise ValueError(f"parallel.data_devices: {wanted} requested, {len(devices)} visible")
+    return parallel.make_mesh(devices[:wanted]) if wanted > 1 else None
+
+
+def _host_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(dict(metrics)).items() if np.ndim(v) == 0}
+
+
+def _first_non_finite(values: Mapping[str, float]) -> str | None:
+    for name in ("loss/total", "grad_norm", "meta_grad_norm"):
+        if name in values and not math.isfinite(values[name]):
+            return name
+    return None
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves))
+
+
+class _Validator:
+    """The outer loss (and every metric) on fixed validation meta-batches and keys."""
+
+    def __init__(self, task: PreparedTask, config: Config):
+        objective = make_meta_objective(task.backbone, config.mlac, task.num_good, task.num_bad)
+        self.batches = validation_meta_batches(
+            task.splits["val1"], config.mlac, config.train.batch_size,
+            config.train.eval_batches, config.train.seed,
+        )
+        base = jax.random.PRNGKey(config.train.seed)
+        self.keys = [jax.random.fold_in(base, VALIDATION_KEY_OFFSET + i)
+                     for i in range(len(self.batches))]
+
+        def metrics_of(params, meta_params, original, meta_batch, key):
+            _, metrics = objective(params, meta_params, original, meta_batch, key)
+            return metrics
+
+        self._metrics = jax.jit(metrics_of)
+
+    def __call__(self, state) -> dict[str, float]:
+        runs = [
+            self._metrics(state.params, state.meta_params, state.original_backbone, batch, key)
+            for batch, key in zip(self.batches, self.keys, strict=True)
+        ]
+        # Every validation batch but maybe the last is full, so a plain mean is close enough
+        # to the example-weighted one and keeps the metric definitions in one place.
+        values = [_host_scalars(run) for run in runs]
+        return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+
+
+def _print(message: str, bar: tqdm | None) -> None:
+    if bar is not None and not bar.disable:
+        bar.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr, flush=True)
+
+
+def train_and_evaluate(
+    config: Config, run_dir: str | Path | None = None, *, progress: bool | None = None
+) -> dict[str, Any]:
+    """Train (or resume) the run in ``run_dir`` (default ``config.train.run_dir``).
+
+    Returns the summary also written to ``summary.json``. ``progress``: show a tqdm bar
+    (default: only on a terminal). Raises :class:`TrainingError` on a non-finite loss or
+    gradient, after logging it; the last good checkpoint stays in place.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir if run_dir is not None else config.train.run_dir)
+    task = prepare_task(config)  # data and model checked before any compute
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", config_to_yaml(config))
+    metrics_path = run_dir / "metrics.jsonl"
+    settings, train = config.mlac, config.train
+
+    mesh = _mesh(config)
+    step_fn = make_outer_step(task.backbone, settings, task.num_good, task.num_bad, mesh)
+    state = init_train_state(task.backbone, task.backbone_params, task.num_good, task.num_bad,
+                             settings, train.seed)
+    source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
+    validate = _Validator(task, config)
+    checkpoints = RunCheckpoints(run_dir / "checkpoints", train.keep_checkpoints,
+                                 config_fingerprint(config), flat_items(config),
+                                 ignored_keys(config))
+    start, best_loss, best_step, resumed_from = 0, math.inf, None, None
+    if checkpoints.latest_step() is not None:
+        state, samplers, metadata = checkpoints.restore(state)
+        source.load_state_dict(samplers)
+        start = resumed_from = int(metadata["step"])
+        best_loss = metadata.get("best_val_loss") or math.inf
+        best_step = metadata.get("best_step")
+        truncate_jsonl(metrics_path, start)
+        _print(f"resuming {run_dir} from step {start} (best validation loss {best_loss:.4g} "
+               f"at step {best_step})", None)
+
+    end = train.stop_after or train.outer_steps
+    bar = tqdm(total=train.outer_steps, initial=start, disable=None if progress is None
+               else not progress, dynamic_ncols=True, desc="outer steps")
+    interval_start, interval_steps, warned, values = time.perf_counter(), 0, False, {}
+    compile_s, val, step_seconds, timed_steps = None, {}, 0.0, 0
+    for step in range(start + 1, end + 1):
+        meta_batch = source.next()
+        if mesh is not None:
+            meta_batch = parallel.put_meta_batch(meta_batch, mesh, settings.shared_outer_batch)
+        state, metrics = step_fn(state, meta_batch)
+        interval_steps += 1
+        bar.update(1)
+        if compile_s is None:
+            jax.block_until_ready(metrics)
+            compile_s = time.perf_counter() - interval_start
+            interval_start, interval_steps = time.perf_counter(), 0
+        if step_fn.trace_count > 1 and not warned:
+            warned = True
+            _print(f"warning: the outer step was compiled {step_fn.trace_count} times "
+                   "(input shapes changed after the first step)", bar)
+
+        validating = step % train.eval_every == 0 or step == train.outer_steps
+        saving = validating or step % train.checkpoint_every == 0 or step == end
+        if not (saving or step % train.log_every == 0):
+            continue
+        values = _host_scalars(metrics)
+        elapsed = time.perf_counter() - interval_start
+        record = {"step": step, "kind": "train", **values,
+                  "step_time_s": elapsed / max(interval_steps, 1),
+                  "compilations": step_fn.trace_count}
+        if step == start + 1:
+            record["first_step_s"] = compile_s
+        append_jsonl(metrics_path, record)
+        step_seconds, timed_steps = step_seconds + elapsed, timed_steps + interval_steps
+        interval_start, interval_steps = time.perf_counter(), 0
+        broken = _first_non_finite(values)
+        if broken is None and saving and not bool(_all_finite(state.params)):
+            broken = "params"
+        if broken is not None:
+            bar.close()
+            checkpoints.close()
+            last = checkpoints.latest_step()
+            kept = f"last good checkpoint: step {last} in {checkpoints.directory}" if last \
+                else "no checkpoint was written yet"
+            raise TrainingError(f"non-finite {broken} at step {step} ({values.get(broken)}); "
+                                f"training stopped, {kept}")
+        bar.set_postfix(loss=f"{values['loss/total']:.4f}",
+                        good_acc=f"{values.get('acc/good_base', float('nan')):.3f}", refresh=False)
+        if validating:
+            val = validate(state)
+            append_jsonl(metrics_path, {"step": step, "kind": "validation",
+                                        **{f"val/{k}": v for k, v in val.items()}})
+            if val["loss/total"] < best_loss:
+                best_loss, best_step = val["loss/total"], step
+            _print(f"step {step}: validation loss {val['loss/total']:.4f}, good accuracy "
+                   f"{val.get('acc/good_base', float('nan')):.4f} (best {best_loss:.4f} at "
+                   f"step {best_step})", bar)
+        if saving:
+            checkpoints.save(step, state, source.state_dict(),
+                             val["loss/total"] if validating else None,
+                             extra={"best_val_loss": best_loss if best_step else None,
+                                    "best_step": best_step})
+    bar.close()
+
+    final_step = int(jax.device_get(state.step))
+    summary: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "task": describe(task),
+        "final_step": final_step,
+        "outer_steps": train.outer_steps,
+        "resumed_from": resumed_from,
+        "stopped_early": final_step < train.outer_steps,
+        "best_val_loss": best_loss if best_step else None,
+        "best_step": best_step,
+        "last_train_metrics": values,
+        "compilations": step_fn.trace_count,
+        "first_step_s": compile_s,
+        "wall_s": time.perf_counter() - started,
+    }
+    if timed_steps:
+        summary["steps_per_s"] = timed_steps / max(step_seconds, 1e-9)
+    if not summary["stopped_early"]:
+        best_state = state
+        if best_step is not None and best_step != final_step:
+            best_state, _, _ = checkpoints.restore(state, best_step)
+        summary["export_dir"] = str(export_model(run_dir / "export", task, best_state.params,
+                                                 config))
+        summary["export_step"] = best_step or final_step
+        summary["final_validation"] = val
+    checkpoints.close()
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def load_run_state(config: Config, run_dir: str | Path, step: int | None = None):
+    """The train state of a run's checkpoint (default: the latest), e.g. to compare runs."""
+    task = prepare_task(config)
+    target = init_train_state(task.backbone, task.backbone_params, task.num_good,
+                              task.num_bad, config.mlac, config.train.seed)
+    checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", config.train.keep_checkpoints,
+                                 config_fingerprint(config), flat_items(config),
+                                 ignored_keys(config))
+    try:
+        state, _, _ = checkpoints.restore(target, step)
+    finally:
+        checkpoints.close()
+    return state

@@ -1,0 +1,221 @@
+"""What a training run trains on: the model, the checked data, its batches and its export.
+
+``prepare_task`` builds the backbone (the toy MLP or a BERT encoder) and the numpy splits, and
+checks them before any compute. ``MetaBatchSource`` draws one outer step's meta-batch from
+resumable samplers. ``export_model`` writes the trained model in a form other tools read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.checkpoint import write_json_atomic, write_text_atomic
+from sdm_jax.config import Config, config_to_yaml
+from sdm_jax.data import (
+    BatchSampler,
+    DataError,
+    load_task,
+    make_toy_task,
+    split_length,
+    take,
+    tokenize_task,
+)
+from sdm_jax.data.sources import DEFAULT_CACHE
+from sdm_jax.data.toy import TOY_LABEL_NAMES
+from sdm_jax.models import Encoder, load_encoder, mlp_backbone, save_pretrained
+from sdm_jax.models.backbone import Backbone, Params
+
+Arrays = dict[str, np.ndarray]
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """The model to block and its data. ``encoder`` is set for text models (for the export)."""
+
+    backbone: Backbone
+    backbone_params: Params
+    splits: Mapping[str, Arrays]
+    good_names: tuple[str, ...]
+    bad_names: tuple[str, ...]
+    encoder: Encoder | None = None
+
+    @property
+    def num_good(self) -> int:
+        return len(self.good_names)
+
+    @property
+    def num_bad(self) -> int:
+        return len(self.bad_names)
+
+
+def prepare_task(config: Config) -> PreparedTask:
+    """Backbone, initial parameters and checked numpy splits for ``config``."""
+    if config.model.kind == "mlp":
+        splits = make_toy_task(config.toy)
+        backbone = mlp_backbone(config.toy.dim, config.model.mlp_width, config.model.mlp_depth)
+        params = backbone.init(jax.random.PRNGKey(config.train.seed))
+        task = PreparedTask(backbone, params, splits, TOY_LABEL_NAMES["good"],
+                            TOY_LABEL_NAMES["bad"])
+    else:
+        encoder = load_encoder(config.model.name, dtype=DTYPES[config.model.dtype],
+                               num_layers=config.model.num_layers)
+        text = load_task(config.data)
+        cache = Path(config.data.cache_dir).expanduser() if config.data.cache_dir else DEFAULT_CACHE
+        splits = tokenize_task(text, encoder.tokenizer, config.model.max_length, cache / "tokens")
+        task = PreparedTask(encoder.backbone, encoder.params, splits, text.good_names,
+                            text.bad_names, encoder)
+    check_task(task)
+    return task
+
+
+def check_task(task: PreparedTask) -> None:
+    """One DataError per problem, before anything is compiled."""
+    for name in ("train", "val1"):
+        if name not in task.splits:
+            raise DataError(f"split {name!r} is missing (have {sorted(task.splits)})")
+    for name, arrays in task.splits.items():
+        size = split_length(arrays)
+        if size == 0:
+            raise DataError(f"split {name!r} is empty")
+        for key in (*task.backbone.input_keys, "good", "bad"):
+            if key not in arrays:
+                raise DataError(f"split {name!r} lacks the array {key!r}")
+        for key, count in (("good", task.num_good), ("bad", task.num_bad)):
+            labels = arrays[key]
+            bad_rows = np.flatnonzero((labels < 0) | (labels >= count))
+            if bad_rows.size:
+                row = int(bad_rows[0])
+                raise DataError(f"split {name!r} row {row}: {key} label {int(labels[row])} "
+                                f"outside 0..{count - 1}")
+        if "x" in arrays and not np.all(np.isfinite(arrays["x"])):
+            row = int(np.flatnonzero(~np.all(np.isfinite(arrays["x"]), axis=1))[0])
+            raise DataError(f"split {name!r} row {row}: non-finite input")
+        if task.encoder is not None:
+            vocab = task.encoder.config.vocab_size
+            if int(arrays["input_ids"].max()) >= vocab:
+                raise DataError(f"split {name!r}: token id {int(arrays['input_ids'].max())} "
+                                f"outside the model's vocabulary of {vocab}")
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _stack_leading(batch: Arrays, leading: tuple[int, ...]) -> Arrays:
+    return {k: v.reshape(leading + v.shape[1:]) for k, v in batch.items()}
+
+
+class MetaBatchSource:
+    """Resumable draws of ``{"inner": [M, K, B_in, ...], "outer": [B_out, ...]}``.
+
+    The outer sampler yields the outer batch (one shared, or one per attacker); the inner
+    sampler yields every attacker's K batches, each of a size drawn from the settings'
+    ``batch_size_choices`` inside the fixed shape of their maximum.
+    """
+
+    def __init__(self, arrays: Arrays, settings: MLACSettings, batch_size: int, seed: int):
+        self.settings = settings
+        self.outer = BatchSampler(arrays, batch_size, seed=2 * seed)
+        choices = tuple(settings.batch_size_choices)
+        self.inner = BatchSampler(arrays, max(choices), seed=2 * seed + 1,
+                                  batch_size_choices=choices)
+        self._template = take(arrays, np.zeros(max(choices), np.int64))
+
+    def next(self) -> dict[str, Arrays]:
+        attackers, steps = self.settings.meta_batch_size, self.settings.inner_steps
+        if self.settings.shared_outer_batch:
+            outer = self.outer.next()
+        else:
+            outer = self.outer.next_stacked(attackers)
+        if steps:
+            inner = _stack_leading(self.inner.next_stacked(attackers * steps), (attackers, steps))
+        else:
+            # K = 0 (adversarial censoring): no inner batches, but the same array names.
+            template = {**self._template, "weight": np.zeros(len(self._template["good"]),
+                                                             np.float32)}
+            inner = {k: np.zeros((attackers, 0) + v.shape, v.dtype) for k, v in template.items()}
+        return {"inner": inner, "outer": outer}
+
+    def state_dict(self) -> dict[str, dict[str, int]]:
+        return {"outer": self.outer.state_dict(), "inner": self.inner.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, int]]) -> None:
+        self.outer.load_state_dict(state["outer"])
+        self.inner.load_state_dict(state["inner"])
+
+
+def validation_meta_batches(
+    arrays: Arrays, settings: MLACSettings, batch_size: int, count: int, seed: int
+) -> list[dict[str, Arrays]]:
+    """``count`` fixed meta-batches: outer batches walk the split in order (rows past its end
+    get weight 0), inner batches come from a sampler with a fixed seed."""
+    size = split_length(arrays)
+    source = MetaBatchSource(arrays, settings, batch_size, seed)
+    batches = []
+    for index in range(min(count, -(-size // batch_size))):
+        rows = np.arange(index * batch_size, (index + 1) * batch_size)
+        outer = take(arrays, rows % size)
+        outer["weight"] = (rows < size).astype(np.float32)
+        if not settings.shared_outer_batch:
+            outer = {k: np.broadcast_to(v, (settings.meta_batch_size,) + v.shape).copy()
+                     for k, v in outer.items()}
+        batches.append({"inner": source.next()["inner"], "outer": outer})
+    return batches
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _flat_tensors(tree: Params, prefix: str = "") -> dict[str, np.ndarray]:
+    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+    return {prefix + ".".join(str(getattr(k, "key", k)) for k in path): np.ascontiguousarray(v)
+            for path, v in flat}
+
+
+def _save_safetensors(path: Path, tensors: Mapping[str, np.ndarray]) -> None:
+    from safetensors.numpy import save
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(save(dict(tensors), metadata={"format": "np"}))
+    temporary.replace(path)
+
+
+def export_model(directory: Path, task: PreparedTask, params: Params, config: Config) -> Path:
+    """Text models: a Hugging Face BERT folder plus ``heads.safetensors`` (``good.weight``
+    ``[n_good, H]``, ``bad.weight`` ``[n_bad, H]``, the torch ``Linear`` layout, bias-free)
+    and ``labels.json``. The toy MLP: ``params.safetensors`` with dotted names."""
+    kernel = np.asarray(jax.device_get(params["head"]["kernel"]), np.float32)
+    heads = {"good.weight": kernel[:, : task.num_good].T, "bad.weight": kernel[:, task.num_good:].T}
+    if task.encoder is not None:
+        save_pretrained(directory, params["backbone"], task.encoder.config,
+                        task.encoder.tokenizer)
+    else:
+        _save_safetensors(directory / "params.safetensors", _flat_tensors(params["backbone"]))
+        model = {"kind": "mlp", "input_dim": config.toy.dim, "width": config.model.mlp_width,
+                 "depth": config.model.mlp_depth}
+        write_text_atomic(directory / "model.json", json.dumps(model, indent=2) + "\n")
+    _save_safetensors(directory / "heads.safetensors",
+                      {k: np.ascontiguousarray(v) for k, v in heads.items()})
+    write_json_atomic(directory / "labels.json",
+                      {"good": list(task.good_names), "bad": list(task.bad_names)})
+    write_text_atomic(directory / "train_config.yaml", config_to_yaml(config))
+    return directory
+
+
+def describe(task: PreparedTask) -> dict[str, Any]:
+    return {
+        "model": task.backbone.name,
+        "splits": {name: split_length(arrays) for name, arrays in task.splits.items()},
+        "num_good": task.num_good,
+        "num_bad": task.num_bad,
+    }
