@@ -1,0 +1,245 @@
+"""The outer step: state updates, recompilation, objective wiring and the exact meta-gradient."""
+
+import math
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sdm_jax.blocking import (
+    AttackerDraw,
+    MLACSettings,
+    init_train_state,
+    make_meta_gradient,
+    make_meta_objective,
+    make_outer_step,
+    run_attacker,
+)
+from sdm_jax.blocking.losses import cross_entropy, global_norm, inverse_cross_entropy, linear_mi
+from sdm_jax.blocking.outer import _project_meta_params, check_meta_batch
+from sdm_jax.models.backbone import Backbone
+from sdm_jax.models.heads import mlp_backbone
+
+NUM_GOOD, NUM_BAD = 3, 2
+MLP = mlp_backbone(input_dim=5, width=6, depth=2)
+
+
+def tanh_backbone(input_dim=5, width=4) -> Backbone:
+    """Smooth everywhere, so central differences are exact to float64 precision."""
+
+    def init(key):
+        first, second = jax.random.split(key)
+        return {"w1": 0.7 * jax.random.normal(first, (input_dim, width)),
+                "w2": 0.7 * jax.random.normal(second, (width, width))}
+
+    def features(params, batch):
+        return jnp.tanh(jnp.tanh(batch["x"] @ params["w1"]) @ params["w2"])
+
+    return Backbone("tanh", features, init, width, ("x",))
+
+
+def batch(seed, lead, size=6, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    weight = np.ones(lead + (size,), dtype)
+    weight[..., -1] = 0.0
+    return {"x": rng.normal(size=lead + (size, 5)).astype(dtype),
+            "good": rng.integers(0, NUM_GOOD, lead + (size,)).astype(np.int32),
+            "bad": rng.integers(0, NUM_BAD, lead + (size,)).astype(np.int32),
+            "weight": weight}
+
+
+def meta_batch(settings, seed=0, dtype=np.float32):
+    lead = (settings.meta_batch_size, settings.inner_steps)
+    outer_lead = () if settings.shared_outer_batch else (settings.meta_batch_size,)
+    return {"inner": batch(seed, lead, dtype=dtype),
+            "outer": batch(seed + 1, outer_lead, dtype=dtype)}
+
+
+STEP_SETTINGS = MLACSettings(inner_steps=2, meta_batch_size=2, learn_head_init=True,
+                             outer_lr=1e-2, meta_lr=1e-2)
+
+
+@pytest.fixture(scope="module")
+def three_steps():
+    state = init_train_state(MLP, MLP.init(jax.random.PRNGKey(0)), NUM_GOOD, NUM_BAD,
+                             STEP_SETTINGS, seed=0)
+    first_params = jax.tree.map(np.asarray, state.params)
+    first_meta = jax.tree.map(np.asarray, state.meta_params)
+    step = make_outer_step(MLP, STEP_SETTINGS, NUM_GOOD, NUM_BAD)
+    history = []
+    for i in range(3):
+        state, metrics = step(state, meta_batch(STEP_SETTINGS, seed=i))
+        history.append(jax.device_get(metrics))
+    return step, state, history, first_params, first_meta
+
+
+def test_outer_step_compiles_once_and_advances_the_state(three_steps):
+    step, state, history, first_params, first_meta = three_steps
+    assert step.trace_count == 1
+    assert int(state.step) == 3
+    moved = jax.tree.map(lambda a, b: not np.allclose(a, b), first_params, state.params)
+    assert all(jax.tree.leaves(moved))
+    new_head = state.meta_params["head_init"]["kernel"]
+    assert not np.allclose(first_meta["head_init"]["kernel"], new_head)
+    assert float(state.meta_params["log_lr"]) != pytest.approx(first_meta["log_lr"])
+    for metrics in history:
+        assert all(np.isfinite(v) for v in metrics.values())
+        assert 1e-6 <= metrics["meta/inner_lr"] <= 1e-2
+
+
+def test_logged_total_is_the_signed_weighted_sum_of_logged_terms(three_steps):
+    metrics = three_steps[2][-1]
+    s = STEP_SETTINGS
+    expected = (s.l_good_base * metrics["term/good_base"]
+                - s.l_linear_mi * metrics["term/linear_mi"]
+                + s.l_bad_adapted_grad * metrics["term/bad_adapted_grad"])
+    assert metrics["loss/total"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["loss/attacker"] == pytest.approx(metrics["term/bad_adapted"])
+
+
+def test_same_seed_same_numbers(three_steps):
+    state = init_train_state(MLP, MLP.init(jax.random.PRNGKey(0)), NUM_GOOD, NUM_BAD,
+                             STEP_SETTINGS, seed=0)
+    _, metrics = three_steps[0](state, meta_batch(STEP_SETTINGS, seed=0))
+    assert float(metrics["loss/total"]) == three_steps[2][0]["loss/total"]
+
+
+def test_meta_lr_is_projected_into_its_range():
+    settings = MLACSettings()
+    high = _project_meta_params({"log_lr": jnp.asarray(0.0)}, settings)["log_lr"]
+    low = _project_meta_params({"log_lr": jnp.asarray(-30.0)}, settings)["log_lr"]
+    assert float(jnp.exp(high)) == pytest.approx(1e-2, rel=1e-5)
+    assert float(jnp.exp(low)) == pytest.approx(1e-6, rel=1e-5)
+
+
+def test_meta_batch_with_wrong_leading_shape_is_rejected():
+    settings = MLACSettings(inner_steps=3, meta_batch_size=2)
+    bad = meta_batch(replace(settings, inner_steps=2))
+    with pytest.raises(ValueError, match="inner/x"):
+        check_meta_batch(bad, settings)
+
+
+ALL_TERM_WEIGHTS = dict(l_good_base=1.1, l_bad_base=0.3, l_bad_adapted=0.7, l_linear_mi=1.3,
+                        l_bad_adapted_grad=0.9, l_mlm=2.0, l_good_adapted=0.4,
+                        l_good_adapted_bad=0.6, l_entropy=0.8, l_kl_uniform=0.2,
+                        l_inverse_ce=0.5, entropy_late_power=1.0)
+MAXIMISED = {"bad_base", "bad_adapted", "linear_mi", "good_adapted_bad", "entropy"}
+
+
+def _direct_terms(settings, params, meta_params, original, mb):
+    """Each term computed from scratch, attacker by attacker (learned head and lr make the
+    attacker's start independent of the random keys)."""
+    inner = jax.tree.map(lambda x: x[0], mb["inner"])
+    outer = mb["outer"]
+    y_good, y_bad, w = outer["good"], outer["bad"], outer["weight"]
+    feats = MLP.features(params["backbone"], outer)
+    logits = feats @ params["head"]["kernel"]
+    draw = AttackerDraw(jnp.exp(meta_params["log_lr"]), jnp.asarray(0), jnp.asarray(1.0),
+                        jax.random.PRNGKey(0))
+    bad = run_attacker(MLP, {"backbone": params["backbone"], "head": meta_params["head_init"]},
+                       draw, inner, outer, settings, label_key="bad", trained_outputs=(0, NUM_BAD),
+                       final_grad_norm=True)
+    good = run_attacker(MLP, params, draw, inner, outer, settings, label_key="good",
+                        trained_outputs=(0, NUM_GOOD), final_grad_norm=False)
+    z = np.asarray(bad.outer_logits, np.float64)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    wn = np.asarray(w) / np.sum(w)
+    per_set_entropy = (-(p * np.log(p)).sum(-1) * wn).sum(-1)
+    late = np.arange(1, len(z) + 1) / np.arange(1, len(z) + 1).sum()
+    kl = ((np.log(1 / NUM_BAD) - np.log(p)).mean(-1) * wn).sum(-1)
+    original_feats = MLP.features(original, outer)
+    return {
+        "good_base": cross_entropy(logits[:, :NUM_GOOD], y_good, w),
+        "bad_base": cross_entropy(logits[:, NUM_GOOD:], y_bad, w),
+        "mlm": jnp.sum(jnp.mean((feats - original_feats) ** 2, -1) * w) / jnp.sum(w),
+        "bad_adapted": jnp.mean(cross_entropy(bad.outer_logits, y_bad, w)),
+        "linear_mi": np.mean([linear_mi(zt, y_bad, w, settings.linear_mi_iterations)[0]
+                              for zt in bad.outer_logits]),
+        "bad_adapted_grad": np.mean(list(bad.inner_grad_norms) + [bad.final_grad_norm]),
+        "entropy": (late * per_set_entropy).sum(),
+        "kl_uniform": kl.mean(),
+        "inverse_ce": jnp.mean(inverse_cross_entropy(bad.outer_logits, y_bad, w)),
+        "good_adapted": jnp.mean(cross_entropy(good.outer_logits[..., :NUM_GOOD], y_good, w)),
+        "good_adapted_bad": cross_entropy(good.outer_logits[-1, :, NUM_GOOD:], y_bad, w),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("steps", [0, 2])
+def test_every_term_matches_a_direct_computation(steps):
+    """K=0 is adversarial censoring: the attacker's logits are its head on the base features."""
+    settings = MLACSettings(inner_steps=steps, learn_head_init=True, **ALL_TERM_WEIGHTS)
+    state = init_train_state(MLP, MLP.init(jax.random.PRNGKey(1)), NUM_GOOD, NUM_BAD, settings, 0)
+    original = jax.tree.map(lambda x: x + 0.05, state.original_backbone)
+    mb = meta_batch(settings, seed=3)
+    objective = jax.jit(make_meta_objective(MLP, settings, NUM_GOOD, NUM_BAD))
+    (total, attacker_loss), metrics = objective(state.params, state.meta_params, original, mb,
+                                                jax.random.PRNGKey(5))
+    direct = _direct_terms(settings, state.params, state.meta_params, original, mb)
+    for name, value in direct.items():
+        assert float(metrics[f"term/{name}"]) == pytest.approx(float(value), rel=1e-4), name
+    expected_total = sum((-1 if name in MAXIMISED else 1) * settings.weight(name) * float(value)
+                         for name, value in direct.items())
+    assert float(total) == pytest.approx(expected_total, rel=1e-4)
+    assert float(attacker_loss) == pytest.approx(float(direct["bad_adapted"]), rel=1e-5)
+    if steps == 0:
+        head = state.meta_params["head_init"]["kernel"]
+        base = MLP.features(state.params["backbone"], mb["outer"]) @ head
+        assert float(direct["bad_adapted"]) == pytest.approx(
+            float(cross_entropy(base, mb["outer"]["bad"], mb["outer"]["weight"])), rel=1e-6)
+
+
+FD_SETTINGS = MLACSettings(
+    inner_steps=3, meta_batch_size=2, inner_optimizers=("adam", "sgd"), frozen_base_prob=0.5,
+    inner_grad_clip=0.5, l_bad_adapted=0.5, l_mlm=0.5, l_linear_mi=1.0, l_bad_adapted_grad=1.0,
+    linear_mi_iterations=2000, learn_head_init=True, inner_lr_init=5e-3,
+)
+
+
+@pytest.mark.slow
+def test_meta_gradient_matches_central_differences_in_float64():
+    """Second-order meta-gradient of the model loss (params) and of the attacker loss (log lr,
+    head init) along random directions, against central differences of the same objective."""
+    backbone = tanh_backbone()
+    with jax.enable_x64(True):
+        state = init_train_state(backbone, backbone.init(jax.random.PRNGKey(2)), NUM_GOOD,
+                                 NUM_BAD, FD_SETTINGS, seed=0)
+        to64 = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)  # noqa: E731
+        params, meta = to64(state.params), to64(state.meta_params)
+        original = jax.tree.map(lambda x: x + 0.1, params["backbone"])
+        mb = meta_batch(FD_SETTINGS, seed=7, dtype=np.float64)
+        key = jax.random.PRNGKey(11)
+        meta_gradient = make_meta_gradient(backbone, FD_SETTINGS, NUM_GOOD, NUM_BAD)
+        grads, meta_grads, _ = jax.jit(meta_gradient)(params, meta, original, mb, key)
+        objective = jax.jit(make_meta_objective(backbone, FD_SETTINGS, NUM_GOOD, NUM_BAD))
+
+        def losses(p, m):
+            return objective(p, m, original, mb, key)[0]
+
+        def direction(tree, seed):
+            leaves, treedef = jax.tree.flatten(tree)
+            keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+            return jax.tree.unflatten(treedef, [jax.random.normal(k, x.shape, jnp.float64)
+                                                for k, x in zip(keys, leaves, strict=True)])
+
+        def central(fn, tree, v, eps=1e-6):
+            plus = jax.tree.map(lambda x, d: x + eps * d, tree, v)
+            minus = jax.tree.map(lambda x, d: x - eps * d, tree, v)
+            return (fn(plus) - fn(minus)) / (2 * eps)
+
+        v = direction(params, 1)
+        numeric = central(lambda p: losses(p, meta)[0], params, v)
+        analytic = sum(jnp.vdot(g, d) for g, d in
+                       zip(jax.tree.leaves(grads), jax.tree.leaves(v), strict=True))
+        assert abs(float(analytic - numeric)) <= 1e-4 * abs(float(numeric))
+
+        u = direction(meta, 2)
+        numeric = central(lambda m: losses(params, m)[1], meta, u)
+        analytic = sum(jnp.vdot(g, d) for g, d in
+                       zip(jax.tree.leaves(meta_grads), jax.tree.leaves(u), strict=True))
+        assert abs(float(analytic - numeric)) <= 1e-4 * abs(float(numeric))
+        assert float(global_norm(meta_grads)) > 0
+        assert math.isfinite(float(global_norm(grads)))
