@@ -1,67 +1,72 @@
-"""Classification metrics in ``jax.numpy`` (usable inside the compiled attack program and on
-host arrays alike), and the examples-to-target curve statistic on the host."""
+"""Classification metrics and the examples-to-target statistic, in numpy on the host.
+
+The compiled attack program only tracks validation accuracy (cheap to compile inside its scan)
+and returns the logits at the best step; everything else is computed here from those logits.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax.numpy as jnp
 import numpy as np
 
 # Written out rather than computed with arange so the keys print as 0.5, 0.6, ... exactly.
 DEFAULT_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+METRIC_NAMES = ("accuracy", "balanced_accuracy", "roc_auc")
 
 
-def accuracy(labels, predictions):
-    return jnp.mean((jnp.asarray(labels) == jnp.asarray(predictions)).astype(jnp.float32))
+def accuracy(labels, predictions) -> float:
+    return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
 
 
-def balanced_accuracy(labels, predictions, num_classes: int):
+def balanced_accuracy(labels, predictions, num_classes: int) -> float:
     """Mean per-class recall over the classes present in ``labels`` (sklearn's definition)."""
-    labels = jnp.asarray(labels)
-    predictions = jnp.asarray(predictions)
-    classes = jnp.arange(num_classes)[:, None]
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    classes = np.arange(num_classes)[:, None]
     in_class = labels[None, :] == classes
     support = in_class.sum(axis=1)
     hits = (in_class & (predictions[None, :] == classes)).sum(axis=1)
-    recall = hits / jnp.maximum(support, 1)
+    recall = hits / np.maximum(support, 1)
     present = support > 0
-    return jnp.sum(jnp.where(present, recall, 0.0)) / jnp.maximum(present.sum(), 1)
+    return float(np.sum(np.where(present, recall, 0.0)) / max(present.sum(), 1))
 
 
-def roc_auc(labels, scores):
+def roc_auc(labels, scores) -> float:
     """Binary ROC-AUC by the rank-sum (Mann-Whitney) formula; tied scores share their mean rank.
 
     NaN when only one class is present, as the AUC is undefined there.
     """
-    labels = jnp.asarray(labels)
-    scores = jnp.asarray(scores, jnp.float32)
-    sorted_scores = jnp.sort(scores)
-    below = jnp.searchsorted(sorted_scores, scores, side="left")
-    not_above = jnp.searchsorted(sorted_scores, scores, side="right")
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, np.float64)
+    sorted_scores = np.sort(scores)
+    below = np.searchsorted(sorted_scores, scores, side="left")
+    not_above = np.searchsorted(sorted_scores, scores, side="right")
     ranks = (below + not_above + 1) / 2.0  # 1-based mean rank of each tie group
     positive = labels == 1
-    num_pos = positive.sum().astype(jnp.float32)
+    num_pos = float(positive.sum())
     num_neg = labels.shape[0] - num_pos
-    rank_sum = jnp.sum(jnp.where(positive, ranks, 0.0))
-    auc = (rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg)
-    return jnp.where((num_pos > 0) & (num_neg > 0), auc, jnp.nan)
+    if num_pos == 0 or num_neg == 0:
+        return float("nan")
+    rank_sum = float(np.sum(ranks[positive]))
+    return (rank_sum - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg)
 
 
-def classification_metrics(labels, logits, num_classes: int):
-    """``[accuracy, balanced accuracy, ROC-AUC]``; the AUC is NaN for more than two classes."""
-    predictions = jnp.argmax(logits, axis=-1)
-    auc = roc_auc(labels, logits[..., 1] - logits[..., 0]) if num_classes == 2 else jnp.nan
-    return jnp.stack(
-        [
-            accuracy(labels, predictions),
-            balanced_accuracy(labels, predictions, num_classes),
-            jnp.asarray(auc, jnp.float32),
-        ]
+def classification_metrics(labels, logits, num_classes: int) -> dict[str, float | None]:
+    """Accuracy, balanced accuracy and ROC-AUC (of the logit margin; binary tasks only, else
+    ``None``) of ``[N, num_classes]`` logits."""
+    logits = np.asarray(logits, np.float64)
+    predictions = np.argmax(logits, axis=-1)
+    auc = roc_auc(labels, logits[:, 1] - logits[:, 0]) if num_classes == 2 else float("nan")
+    values = (
+        accuracy(labels, predictions),
+        balanced_accuracy(labels, predictions, num_classes),
+        auc,
     )
-
-
-METRIC_NAMES = ("accuracy", "balanced_accuracy", "roc_auc")
+    return {
+        name: value if np.isfinite(value) else None
+        for name, value in zip(METRIC_NAMES, values, strict=True)
+    }
 
 
 def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:

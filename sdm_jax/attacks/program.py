@@ -22,11 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sdm_jax.attacks.metrics import classification_metrics
 from sdm_jax.attacks.settings import direction_transform, schedule_factor
 from sdm_jax.models.heads import head_logits, init_head
 
 PROBE_INPUT = "features"
+LABEL = "label"  # the task's labels in the attacker's rows, whatever the task is called
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,6 @@ class ProgramSpec:
     logit_offset: int
     fresh_head: bool
     feature_dim: int
-    label_key: str
     with_test: bool
 
     @property
@@ -84,11 +83,13 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
     def task_logits(params, inputs):
         return logits_fn(params["backbone"], params["head"], inputs)[..., classes]
 
-    def evaluate(params, split):
+    def predict(params, split):
         chunks, labels = split
         logits = jax.lax.map(lambda chunk: task_logits(params, chunk), chunks)
-        logits = logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
-        return classification_metrics(labels, logits, spec.num_classes)
+        return logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
+
+    def accuracy(logits, split):
+        return jnp.mean((jnp.argmax(logits, axis=-1) == split[1]).astype(jnp.float32))
 
     def run(hparams, backbone_params, head, train, val, test):
         head_key, order_key = jax.random.split(jax.random.key(hparams["seed"]))
@@ -105,7 +106,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             positions = jnp.minimum(step * hparams["batch_size"] + rows, order.shape[0] - 1)
             example = hparams["pool_index"][order[positions]]
             batch = jax.tree.map(lambda column: column[example], train)
-            labels = batch.pop(spec.label_key)
+            labels = batch.pop(LABEL)
 
             def loss_fn(params):
                 logits = task_logits(params, batch)
@@ -133,31 +134,38 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             state, best = carry
             steps = index * spec.eval_every + jnp.arange(spec.eval_every)
             state, train_accuracy = jax.lax.scan(train_step, state, steps)
-            metrics = evaluate(state[0], val)
+            logits = predict(state[0], val)
+            val_accuracy = accuracy(logits, val)
             # The first evaluation at or after the run's budget sees its final weights; later
             # ones repeat it and are not candidates.
             in_budget = index * spec.eval_every < hparams["steps"]
-            improved = in_budget & (metrics[0] > best["accuracy"])
-            candidate = {"accuracy": metrics[0], "index": index + 1}
+            improved = in_budget & (val_accuracy > best["accuracy"])
+            candidate = {"accuracy": val_accuracy, "index": index + 1, "val_logits": logits}
             if spec.with_test:  # keep the best weights only when a test split will score them
                 candidate["params"] = state[0]
             best = jax.tree.map(lambda n, o: jnp.where(improved, n, o), candidate, best)
-            return (state, best), (metrics, train_accuracy)
+            return (state, best), (val_accuracy, train_accuracy)
 
-        initial = evaluate(params, val)
-        best = {"accuracy": initial[0], "index": jnp.int32(0)}
+        initial_logits = predict(params, val)
+        initial_accuracy = accuracy(initial_logits, val)
+        best = {
+            "accuracy": initial_accuracy,
+            "index": jnp.int32(0),
+            "val_logits": initial_logits,
+        }
         if spec.with_test:
             best["params"] = params
         (_, best), (curve, train_accuracy) = jax.lax.scan(
             block, ((params, transform.init(params)), best), jnp.arange(spec.num_blocks)
         )
         outputs = {
-            "val_curve": jnp.concatenate([initial[None], curve]),
+            "val_curve": jnp.concatenate([initial_accuracy[None], curve]),
             "best_index": best["index"],
+            "val_logits": best["val_logits"],
             "train_accuracy": train_accuracy.reshape(-1),
         }
         if spec.with_test:
-            outputs["test"] = evaluate(best["params"], test)
+            outputs["test_logits"] = predict(best["params"], test)
         return outputs
 
     return run
@@ -169,7 +177,10 @@ def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
 
     ``hparams`` holds ``[runs]`` arrays (``pool_index`` is ``[runs, n]``); the rest is shared.
     ``val``/``test`` are ``(chunks, labels)``: inputs reshaped ``[chunks, chunk_size, ...]`` and
-    the ``[N]`` labels of the unpadded split.
+    the ``[N]`` labels of the unpadded split. Returns per run the validation accuracy at each
+    evaluation (``val_curve``, step 0 first), ``best_index`` into it, the validation logits there
+    (``val_logits``), the test logits of the weights there (``test_logits``, with a test split)
+    and the training-batch accuracy of every step (``train_accuracy``).
     """
     batched = jax.vmap(_single_run(spec, logits_fn), in_axes=(0, None, None, None, None, None))
     return jax.jit(batched)

@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sdm_jax.attacks.metrics import DEFAULT_TARGETS, METRIC_NAMES, examples_to_target
+from sdm_jax.attacks.metrics import DEFAULT_TARGETS, classification_metrics, examples_to_target
 from sdm_jax.attacks.problem import Arrays, AttackProblem, AttackTarget, validate_problem
 from sdm_jax.attacks.program import (
+    LABEL,
     PROBE_INPUT,
     ProgramSpec,
     backbone_logits,
@@ -88,14 +89,6 @@ class RunResult:
     @classmethod
     def from_dict(cls, data: dict) -> RunResult:
         return cls(**{**data, "setting": AttackSetting(**data["setting"])})
-
-
-def _metrics_dict(values: np.ndarray) -> dict[str, float | None]:
-    """Undefined metrics (the AUC of a multi-class task) become ``None``, which JSON can hold."""
-    return {
-        name: float(value) if np.isfinite(value) else None
-        for name, value in zip(METRIC_NAMES, values, strict=True)
-    }
 
 
 def _pad_to_chunks(arrays: Arrays, chunk: int) -> dict[str, np.ndarray]:
@@ -173,19 +166,23 @@ def _hparams(settings: Sequence[AttackSetting], positions: np.ndarray) -> dict[s
     }
 
 
-def _collect(setting, outputs, j, eval_every, config) -> RunResult:
+def _collect(setting, outputs, j, labels, num_classes, config) -> RunResult:
     curve = outputs["val_curve"][j]
-    eval_steps = [0] + [min(k * eval_every, setting.steps) for k in range(1, len(curve))]
-    in_budget = [k for k in range(len(curve)) if k == 0 or (k - 1) * eval_every < setting.steps]
+    every = config.eval_every
+    eval_steps = [0] + [min(k * every, setting.steps) for k in range(1, len(curve))]
+    in_budget = [k for k in range(len(curve)) if k == 0 or (k - 1) * every < setting.steps]
     best_index = int(outputs["best_index"][j])
     train_accuracy = outputs["train_accuracy"][j][: setting.steps]
+    test = None
+    if "test_logits" in outputs:
+        test = classification_metrics(labels["test"], outputs["test_logits"][j], num_classes)
     return RunResult(
         setting=setting,
         best_step=eval_steps[best_index],
-        val=_metrics_dict(curve[best_index]),
-        test=_metrics_dict(outputs["test"][j]) if "test" in outputs else None,
+        val=classification_metrics(labels["val"], outputs["val_logits"][j], num_classes),
+        test=test,
         eval_steps=[eval_steps[k] for k in in_budget],
-        val_curve=[float(curve[k, 0]) for k in in_budget],
+        val_curve=[float(curve[k]) for k in in_budget],
         examples_to_target=examples_to_target(
             train_accuracy,
             np.full(setting.steps, setting.batch_size),
@@ -245,7 +242,6 @@ def run_attacks(
             logit_offset=target.logit_offset if target.head is not None else 0,
             fresh_head=target.head is None,
             feature_dim=target.backbone.feature_dim,
-            label_key=problem.task,
             with_test=test is not None,
         )
         logits_fn = probe_logits if probe else backbone_logits(target.backbone.features)
@@ -260,7 +256,7 @@ def run_attacks(
             rows, positions = _attacker_rows(problem, padded, problem.n * width)
             train_rows = {key: np.asarray(value)[rows] for key, value in problem.train.items()}
             train = _model_inputs(target, train_rows, probe, config.eval_batch_size)
-            train[problem.task] = np.asarray(train_rows[problem.task], np.int32)
+            train[LABEL] = np.asarray(train_rows[problem.task], np.int32)
             outputs = program(
                 jax.tree.map(jnp.asarray, _hparams(padded, positions)),
                 backbone_params,
@@ -270,8 +266,9 @@ def run_attacks(
                 test,
             )
             outputs = jax.device_get(outputs)
+            labels = {"val": val[1], "test": None if test is None else test[1]}
             for j, index in enumerate(chunk):
-                results[index] = _collect(settings[index], outputs, j, config.eval_every, config)
+                results[index] = _collect(settings[index], outputs, j, labels, num_classes, config)
             if on_runs_done is not None:
                 on_runs_done(len(chunk))
     return results
