@@ -43,6 +43,9 @@ class ModelConfig:
     - ``dtype``: compute dtype; parameters stay float32.
     - ``max_length``: tokens per text (padding and truncation to one static shape).
     - ``mlp_width``, ``mlp_depth``: the toy MLP's shape.
+    - ``pretrain_steps``, ``pretrain_lr``: toy MLP only: first train it on both tasks (Adam,
+      batches of ``train.batch_size``) so that, like a pretrained encoder, the model to block
+      starts out knowing the bad task. 0 starts MLAC from a random MLP.
     """
 
     kind: Literal["bert", "mlp"] = "bert"
@@ -52,6 +55,8 @@ class ModelConfig:
     max_length: int = 128
     mlp_width: int = 50
     mlp_depth: int = 4
+    pretrain_steps: int = 0
+    pretrain_lr: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,8 @@ def _section_problems(name: str, section: Any) -> list[tuple[str, str]]:
         need(section.max_length >= 8, "max_length", "must be >= 8")
         need(section.mlp_width > 0, "mlp_width", "must be > 0")
         need(section.mlp_depth > 0, "mlp_depth", "must be > 0")
+        need(section.pretrain_steps >= 0, "pretrain_steps", "must be >= 0")
+        need(section.pretrain_lr > 0, "pretrain_lr", "must be > 0")
     elif name == "data":
         need(section.source in SOURCES, "source", f"must be one of {', '.join(SOURCES)}")
         need(section.source != "bios_pkl" or section.path is not None,
@@ -272,6 +279,9 @@ def _cross_checks(config: Config) -> None:
     if max(mlac.batch_size_choices) > 4096:
         raise ConfigError(f"mlac.batch_size_choices: sizes must be <= 4096, got "
                           f"{mlac.batch_size_choices}")
+    if model.pretrain_steps and model.kind != "mlp":
+        raise ConfigError("model.pretrain_steps: only the toy MLP is pretrained here; "
+                          "a bert model is loaded pretrained")
     if mlac.active_rows and model.kind != "bert":
         raise ConfigError("mlac.active_rows: needs a text model (model.kind bert), got mlp")
     if train.stop_after is not None and train.stop_after > train.outer_steps:

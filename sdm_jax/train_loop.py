@@ -129,7 +129,7 @@ def train_and_evaluate(
     mesh = _mesh(config)
     step_fn = make_outer_step(task.backbone, settings, task.num_good, task.num_bad, mesh)
     state = init_train_state(task.backbone, task.backbone_params, task.num_good, task.num_bad,
-                             settings, train.seed)
+                             settings, train.seed, head=task.head)
     source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
     validate = _Validator(task, config)
     checkpoints = RunCheckpoints(run_dir / "checkpoints", train.keep_checkpoints,
@@ -244,7 +244,7 @@ def load_run_state(config: Config, run_dir: str | Path, step: int | None = None)
     """The train state of a run's checkpoint (default: the latest), e.g. to compare runs."""
     task = prepare_task(config)
     target = init_train_state(task.backbone, task.backbone_params, task.num_good,
-                              task.num_bad, config.mlac, config.train.seed)
+                              task.num_bad, config.mlac, config.train.seed, head=task.head)
     checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", config.train.keep_checkpoints,
                                  config_fingerprint(config), flat_items(config),
                                  ignored_keys(config))

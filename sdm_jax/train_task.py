@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from sdm_jax.blocking.settings import MLACSettings
 from sdm_jax.checkpoint import write_json_atomic, write_text_atomic
@@ -31,7 +32,15 @@ from sdm_jax.data import (
 )
 from sdm_jax.data.sources import DEFAULT_CACHE
 from sdm_jax.data.toy import TOY_LABEL_NAMES
-from sdm_jax.models import Encoder, load_encoder, mlp_backbone, save_pretrained
+from sdm_jax.models import (
+    Encoder,
+    head_logits,
+    init_head,
+    load_encoder,
+    mlp_backbone,
+    save_pretrained,
+    split_logits,
+)
 from sdm_jax.models.backbone import Backbone, Params
 
 Arrays = dict[str, np.ndarray]
@@ -48,6 +57,7 @@ class PreparedTask:
     good_names: tuple[str, ...]
     bad_names: tuple[str, ...]
     encoder: Encoder | None = None
+    head: Params | None = None
 
     @property
     def num_good(self) -> int:
@@ -64,8 +74,11 @@ def prepare_task(config: Config) -> PreparedTask:
         splits = make_toy_task(config.toy)
         backbone = mlp_backbone(config.toy.dim, config.model.mlp_width, config.model.mlp_depth)
         params = backbone.init(jax.random.PRNGKey(config.train.seed))
-        task = PreparedTask(backbone, params, splits, TOY_LABEL_NAMES["good"],
-                            TOY_LABEL_NAMES["bad"])
+        names = TOY_LABEL_NAMES["good"], TOY_LABEL_NAMES["bad"]
+        head = None
+        if config.model.pretrain_steps:
+            params, head = pretrain_on_both_tasks(backbone, params, splits["train"], names, config)
+        task = PreparedTask(backbone, params, splits, *names, head=head)
     else:
         encoder = load_encoder(config.model.name, dtype=DTYPES[config.model.dtype],
                                num_layers=config.model.num_layers)
@@ -105,6 +118,36 @@ def check_task(task: PreparedTask) -> None:
             if int(arrays["input_ids"].max()) >= vocab:
                 raise DataError(f"split {name!r}: token id {int(arrays['input_ids'].max())} "
                                 f"outside the model's vocabulary of {vocab}")
+
+
+def pretrain_on_both_tasks(
+    backbone: Backbone, params: Params, train: Arrays, names, config: Config
+) -> tuple[Params, Params]:
+    """Adam on the sum of both tasks' cross-entropies: the toy's stand-in for pretraining.
+    Returns the backbone parameters and the ``n_good + n_bad`` head."""
+    num_good, num_bad = len(names[0]), len(names[1])
+    key = jax.random.PRNGKey(config.train.seed)
+    model = {"backbone": params, "head": init_head(jax.random.fold_in(key, 1),
+                                                   backbone.feature_dim, num_good + num_bad)}
+    optimizer = optax.adam(config.model.pretrain_lr)
+    sampler = BatchSampler(train, config.train.batch_size, seed=config.train.seed + 7)
+    batches = sampler.next_stacked(config.model.pretrain_steps)
+
+    def loss(model, batch):
+        logits = head_logits(model["head"], backbone.features(model["backbone"], batch))
+        good, bad = split_logits(logits, num_good)
+        return sum(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, batch[k]))
+                   for z, k in ((good, "good"), (bad, "bad")))
+
+    def step(carry, batch):
+        model, opt_state = carry
+        grads = jax.grad(loss)(model, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, model)
+        return (optax.apply_updates(model, updates), opt_state), None
+
+    (model, _), _ = jax.jit(lambda m, b: jax.lax.scan(step, (m, optimizer.init(m)), b))(
+        model, batches)
+    return model["backbone"], model["head"]
 
 
 # --------------------------------------------------------------------------- batches

@@ -11,6 +11,7 @@ from sdm_jax.config import (
     build_config,
     changed_keys,
     config_fingerprint,
+    config_to_dict,
     config_to_yaml,
     flat_items,
     load_config,
@@ -116,3 +117,28 @@ def test_build_config_rejects_non_mapping():
     with pytest.raises(ConfigError, match="mapping of sections"):
         build_config(["train"])
     assert build_config({}) == Config()
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_builds(path: Path):
+    config = load_config(path)
+    assert config.train.run_dir.startswith("runs/")
+    stated = read_yaml(path)
+    defaults = config_to_dict(Config())
+    repeated = [f"{s}.{k}" for s, values in stated.items() for k, v in values.items()
+                if defaults[s][k] == v]
+    assert not repeated, f"{path.name} repeats defaults: {repeated}"
+
+
+def test_bert_tiny_config_is_the_papers():
+    config = load_config(CONFIG_DIR / "bios_bert_tiny.yaml")
+    assert config.model.name == "google/bert_uncased_L-2_H-128_A-2"
+    assert config.data.source == "hub"
+    mlac = config.mlac
+    assert (mlac.l_good_base, mlac.l_linear_mi, mlac.l_bad_adapted_grad) == (1, 1, 1)
+    assert mlac.l_bad_adapted == mlac.l_bad_base == 0
+    assert mlac.inner_steps == 16 and mlac.batch_size_choices == (12, 24, 48)
+    assert config.train.outer_steps == 50_000 and config.train.eval_every == 2_500

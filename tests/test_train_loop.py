@@ -1,0 +1,118 @@
+"""End-to-end training on a shrunken toy config: outputs, resume equality, non-finite stop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from sdm_jax import train_loop
+from sdm_jax.checkpoint import read_jsonl
+from sdm_jax.config import load_config
+from sdm_jax.train_loop import TrainingError, load_run_state, train_and_evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = [
+    "model.kind=mlp", "model.mlp_width=16", "model.mlp_depth=2",
+    "toy.dim=6", "toy.n_train=256", "toy.n_val=48", "toy.n_test=32",
+    "mlac.inner_steps=2", "mlac.batch_size_choices=[4, 8]", "mlac.linear_mi_iterations=5",
+    "mlac.outer_lr=1e-2",
+    "train.batch_size=16", "train.outer_steps=6", "train.eval_every=3", "train.eval_batches=2",
+    "train.checkpoint_every=2", "train.log_every=1", "train.keep_checkpoints=1",
+]
+
+
+def _config(*extra: str):
+    return load_config(None, SMALL + list(extra))
+
+
+def test_end_to_end_outputs(tmp_path: Path):
+    summary = train_and_evaluate(_config(), tmp_path, progress=False)
+    assert summary["final_step"] == 6 and not summary["stopped_early"]
+    assert summary["compilations"] == 1
+    assert summary["best_step"] in (3, 6)
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
+    for key in ("term/good_base", "term/linear_mi", "term/bad_adapted_grad", "acc/good_base",
+                "grad_norm", "meta/inner_lr", "step_time_s", "compilations"):
+        assert all(np.isfinite(r[key]) for r in train), key
+    assert [r["step"] for r in records if r["kind"] == "validation"] == [3, 6]
+    # kept: the latest checkpoint plus the best by validation loss
+    kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert kept == sorted({6, summary["best_step"]})
+    assert load_config(tmp_path / "config.yaml") == _config()
+    export = tmp_path / "export"
+    assert {p.name for p in export.iterdir()} >= {"params.safetensors", "heads.safetensors",
+                                                   "labels.json", "model.json"}
+    assert json.loads((export / "labels.json").read_text())["bad"] == ["negative", "positive"]
+    assert json.loads((tmp_path / "summary.json").read_text())["final_step"] == 6
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path):
+    train_and_evaluate(_config(), tmp_path / "straight", progress=False)
+    stopped = train_and_evaluate(_config("train.stop_after=3"), tmp_path / "resumed",
+                                 progress=False)
+    assert stopped["stopped_early"] and stopped["final_step"] == 3
+    resumed = train_and_evaluate(_config(), tmp_path / "resumed", progress=False)
+    assert resumed["resumed_from"] == 3 and resumed["final_step"] == 6
+    straight = load_run_state(_config(), tmp_path / "straight")
+    again = load_run_state(_config(), tmp_path / "resumed")
+    pairs = jax.tree.leaves(jax.tree.map(lambda a, b: (np.asarray(a), np.asarray(b)),
+                                         straight, again))
+    for a, b in zip(pairs[::2], pairs[1::2], strict=True):
+        np.testing.assert_array_equal(a, b)
+    steps = [r["step"] for r in read_jsonl(tmp_path / "resumed" / "metrics.jsonl")
+             if r["kind"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_a_changed_config(tmp_path: Path):
+    train_and_evaluate(_config("train.stop_after=2"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"different config \(mlac.inner_steps: 2 -> 3\)"):
+        train_and_evaluate(_config("mlac.inner_steps=3"), tmp_path, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch):
+    real_make = train_loop.make_outer_step
+
+    class PoisonedAfterStep4:
+        """The real step, but its loss turns NaN from step 5 on."""
+
+        def __init__(self, *args):
+            self.step = real_make(*args)
+
+        @property
+        def trace_count(self):
+            return self.step.trace_count
+
+        def __call__(self, state, meta_batch):
+            state, metrics = self.step(state, meta_batch)
+            if int(state.step) >= 5:
+                metrics = {**metrics, "loss/total": metrics["loss/total"] * np.nan}
+            return state, metrics
+
+    monkeypatch.setattr(train_loop, "make_outer_step", PoisonedAfterStep4)
+    with pytest.raises(TrainingError, match="non-finite loss/total at step 5 .* last good "
+                                            "checkpoint: step 4"):
+        train_and_evaluate(_config(), tmp_path, progress=False)
+    kept = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    assert max(kept) == 4
+    assert not (tmp_path / "export").exists()
+
+
+def test_cli_help_and_bad_key(tmp_path: Path):
+    help_text = subprocess.run([sys.executable, str(ROOT / "train.py"), "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    assert "--run-dir" in help_text and "section.key=value" in help_text
+    bad = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config",
+                          str(ROOT / "configs" / "toy.yaml"), "train.lr=1"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("error: unknown key train.lr (did you mean mlac.meta_lr or "
+                                  "mlac.outer_lr?)")
