@@ -17,7 +17,9 @@ from sdm_jax.models.backbone import Backbone
 from sdm_jax.models.heads import init_head, mlp_backbone
 
 # One program length and batch shape for every test, so tests share compiled programs.
-CONFIG = RunnerConfig(eval_every=20, eval_batch_size=128, max_steps=60, max_batch_size=16)
+CONFIG = RunnerConfig(
+    eval_every=20, eval_batch_size=128, max_steps=60, max_batch_size=16, max_examples=300
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ CONFIG = SearchConfig(
     trials_per_batch=4,
     num_seeds=4,
     space=SPACE,
-    runner=RunnerConfig(eval_every=20, eval_batch_size=128),
+    runner=RunnerConfig(eval_every=20, eval_batch_size=128, max_examples=300),
 )
 
 

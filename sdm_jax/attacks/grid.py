@@ -7,6 +7,7 @@ config loads finished cells and computes only the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +83,9 @@ def evaluate_grid(
 
     cache = CellCache(cache_dir) if cache_dir is not None else None
     fingerprint = config.fingerprint()
+    # Room for the largest n in every program, so all n share compiled programs.
+    runner = dataclasses.replace(config.runner, max_examples=max(ns))
+    config = dataclasses.replace(config, runner=runner)
     budget = config.max_trials + config.num_seeds
     cells: list[CellResult] = []
     with tqdm(total=budget * len(targets) * len(problems), unit="run", disable=not progress) as bar:

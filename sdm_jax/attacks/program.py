@@ -37,7 +37,6 @@ class ProgramSpec:
     num_blocks: int
     eval_every: int
     max_batch: int
-    pool_size: int
     num_classes: int
     logit_offset: int
     fresh_head: bool
@@ -64,14 +63,6 @@ def backbone_logits(features_fn: Callable) -> Callable:
     return logits
 
 
-def _batch_order(key, spec: ProgramSpec):
-    """The attacker's examples as a stream of positions: epoch after epoch, each shuffled."""
-    needed = spec.total_steps * spec.max_batch
-    epochs = -(-needed // spec.pool_size) + 1
-    keys = jax.random.split(key, epochs)
-    return jax.vmap(lambda k: jax.random.permutation(k, spec.pool_size))(keys).reshape(-1)
-
-
 def _weighted_mean(values, weight):
     return jnp.sum(weight * values) / jnp.maximum(jnp.sum(weight), 1e-9)
 
@@ -92,19 +83,17 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
         return jnp.mean((jnp.argmax(logits, axis=-1) == split[1]).astype(jnp.float32))
 
     def run(hparams, backbone_params, head, train, val, test):
-        head_key, order_key = jax.random.split(jax.random.key(hparams["seed"]))
         if spec.fresh_head:
-            head = init_head(head_key, spec.feature_dim, spec.num_classes)
+            head = init_head(jax.random.key(hparams["seed"]), spec.feature_dim, spec.num_classes)
         params = {"backbone": backbone_params, "head": head}
         transform = direction_transform(spec.family, hparams["momentum"], hparams["weight_decay"])
-        order = _batch_order(order_key, spec)
         rows = jnp.arange(spec.max_batch)
         weight = (rows < hparams["batch_size"]).astype(jnp.float32)
 
         def train_step(carry, step):
             params, opt_state = carry
-            positions = jnp.minimum(step * hparams["batch_size"] + rows, order.shape[0] - 1)
-            example = hparams["pool_index"][order[positions]]
+            order = hparams["order"]
+            example = order[jnp.minimum(step * hparams["batch_size"] + rows, order.shape[0] - 1)]
             batch = jax.tree.map(lambda column: column[example], train)
             labels = batch.pop(LABEL)
 
@@ -175,7 +164,8 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
 def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
     """``program(hparams, backbone_params, head, train, val, test)``, vmapped over ``hparams``.
 
-    ``hparams`` holds ``[runs]`` arrays (``pool_index`` is ``[runs, n]``); the rest is shared.
+    ``hparams`` holds ``[runs]`` arrays; ``order`` (``[runs, total_steps * max_batch]``) is each
+    run's stream of rows of ``train``, consumed ``batch_size`` at a time. The rest is shared.
     ``val``/``test`` are ``(chunks, labels)``: inputs reshaped ``[chunks, chunk_size, ...]`` and
     the ``[N]`` labels of the unpadded split. Returns per run the validation accuracy at each
     evaluation (``val_curve``, step 0 first), ``best_index`` into it, the validation logits there

@@ -41,7 +41,9 @@ class RunnerConfig:
     shape; default to the longest/largest setting given, and a search fixes them to its space so
     every batch of trials reuses one compiled program. ``probe_features``: run frozen-base
     settings on precomputed features (set False to run them through the full program with the
-    backbone's updates masked). ``ma_window``/``targets``: the examples-to-target statistic.
+    backbone's updates masked). ``max_examples``: attacker examples per run the program has room
+    for (default ``n``); a grid over several ``n`` sets it to the largest so that one compiled
+    program serves them all. ``ma_window``/``targets``: the examples-to-target statistic.
     """
 
     eval_every: int = 50
@@ -50,6 +52,7 @@ class RunnerConfig:
     max_steps: int | None = None
     max_batch_size: int | None = None
     probe_features: bool = True
+    max_examples: int | None = None
     ma_window: int = 10
     targets: tuple[float, ...] = DEFAULT_TARGETS
 
@@ -135,20 +138,30 @@ def _eval_split(target, arrays, task, probe, chunk) -> tuple[dict, np.ndarray]:
     return _pad_to_chunks(_model_inputs(target, arrays, probe, chunk), chunk), labels
 
 
-def _attacker_rows(problem: AttackProblem, settings: Sequence[AttackSetting], max_rows: int):
-    """The attacker's examples of every run in a chunk: the rows to ship and each run's positions
-    among them. The row count is fixed by the chunk's shape (padded with row 0) so the program
-    does not recompile when the runs' examples overlap more or less."""
+def _example_order(seed: int, n: int, length: int) -> np.ndarray:
+    """Positions ``0..n-1`` epoch after epoch, each epoch freshly shuffled (as ``BatchSampler``)."""
+    rng = np.random.default_rng((seed, 1))
+    epochs = -(-length // n)
+    return np.concatenate([rng.permutation(n) for _ in range(epochs)])[:length]
+
+
+def _attacker_rows(problem, settings, capacity: int, length: int):
+    """The rows of the attacker's split to ship for a chunk of runs, and each run's stream of
+    row positions. The row count depends only on ``capacity`` (padded with row 0) so the program
+    does not recompile when the runs' examples overlap more or less, or ``n`` changes."""
     size = len(problem.train[problem.task])
     index = {"row": np.arange(size)}
     pools = [random_subset(index, problem.n, s.data_seed)["row"] for s in settings]
     union = np.unique(np.concatenate(pools))
-    rows = np.concatenate([union, np.zeros(min(size, max_rows) - len(union), np.int64)])
-    positions = np.stack([np.searchsorted(union, pool) for pool in pools]).astype(np.int32)
-    return rows, positions
+    rows = np.concatenate([union, np.zeros(min(size, capacity) - len(union), np.int64)])
+    orders = [
+        np.searchsorted(union, pool)[_example_order(s.seed, problem.n, length)]
+        for pool, s in zip(pools, settings, strict=True)
+    ]
+    return rows, np.stack(orders).astype(np.int32)
 
 
-def _hparams(settings: Sequence[AttackSetting], positions: np.ndarray) -> dict[str, np.ndarray]:
+def _hparams(settings: Sequence[AttackSetting], orders: np.ndarray) -> dict[str, np.ndarray]:
     def column(values, dtype):
         return np.asarray(values, dtype)
 
@@ -162,7 +175,7 @@ def _hparams(settings: Sequence[AttackSetting], positions: np.ndarray) -> dict[s
         "momentum": column([s.effective_momentum for s in settings], np.float32),
         "frozen": column([s.frozen_base for s in settings], np.float32),
         "seed": column([s.seed for s in settings], np.int32),
-        "pool_index": positions,
+        "order": orders,
     }
 
 
@@ -209,6 +222,7 @@ def run_attacks(
     settings = validate_settings(settings)
     max_steps = config.max_steps or max(s.steps for s in settings)
     max_batch = config.max_batch_size or max(s.batch_size for s in settings)
+    max_examples = max(config.max_examples or problem.n, problem.n)
     too_long = [s for s in settings if s.steps > max_steps or s.batch_size > max_batch]
     if too_long:
         raise ValueError(
@@ -237,7 +251,6 @@ def run_attacks(
             num_blocks=math.ceil(max_steps / config.eval_every),
             eval_every=config.eval_every,
             max_batch=max_batch,
-            pool_size=problem.n,
             num_classes=num_classes,
             logit_offset=target.logit_offset if target.head is not None else 0,
             fresh_head=target.head is None,
@@ -253,12 +266,14 @@ def run_attacks(
             width = _padded_runs(len(chunk), config.max_parallel)
             chunk_settings = [settings[i] for i in chunk]
             padded = chunk_settings + [chunk_settings[0]] * (width - len(chunk))
-            rows, positions = _attacker_rows(problem, padded, problem.n * width)
+            rows, orders = _attacker_rows(
+                problem, padded, max_examples * width, spec.total_steps * max_batch
+            )
             train_rows = {key: np.asarray(value)[rows] for key, value in problem.train.items()}
             train = _model_inputs(target, train_rows, probe, config.eval_batch_size)
             train[LABEL] = np.asarray(train_rows[problem.task], np.int32)
             outputs = program(
-                jax.tree.map(jnp.asarray, _hparams(padded, positions)),
+                jax.tree.map(jnp.asarray, _hparams(padded, orders)),
                 backbone_params,
                 head,
                 train,

@@ -23,7 +23,7 @@ from sdm_jax.attacks.settings import AttackSetting, validate_settings
 
 SEARCH_METHODS = ("tpe", "random")
 # Runner fields that only shape how runs are executed, not what they compute.
-_EXECUTION_ONLY = ("max_parallel", "eval_batch_size")
+_EXECUTION_ONLY = ("max_parallel", "eval_batch_size", "max_examples")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""Report rows, tables and files; the grid's resumable cell cache; grid-level input checks."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from sdm_jax.attacks import grid as grid_module
+from sdm_jax.attacks.grid import evaluate_grid
+from sdm_jax.attacks.problem import AttackInputError, AttackTarget
+from sdm_jax.attacks.report import blocking_scores, markdown_report, run_rows, summary_rows
+from sdm_jax.attacks.report_io import write_report
+from sdm_jax.attacks.runner import RunnerConfig, RunResult
+from sdm_jax.attacks.search import CellResult, SearchConfig, SearchSpace
+from sdm_jax.attacks.settings import AttackSetting
+from sdm_jax.data.toy import ToySpec, make_toy_task
+from sdm_jax.models.heads import mlp_backbone
+
+
+def _run(accuracy, seed=0):
+    metrics = {"accuracy": accuracy, "balanced_accuracy": accuracy, "roc_auc": None}
+    return RunResult(
+        setting=AttackSetting(seed=seed),
+        best_step=50,
+        val=metrics,
+        test=metrics,
+        eval_steps=[0, 50],
+        val_curve=[0.5, accuracy],
+        examples_to_target={"0.5": 16, "1": None},
+    )
+
+
+def _cell(model, task, n, accuracies):
+    seeds = [_run(a, i) for i, a in enumerate(accuracies)]
+    return CellResult(model, task, n, [_run(0.7)], AttackSetting(), seeds, "patience")
+
+
+def test_summary_blocking_score_and_markdown_by_hand():
+    cells = [
+        _cell("pretrained", "bad", 20, [0.9, 0.9]),
+        _cell("random", "bad", 20, [0.6, 0.6]),
+        _cell("blocked", "bad", 20, [0.6, 0.8]),
+        _cell("blocked", "good", 20, [0.8, 0.8]),
+    ]
+    summary = summary_rows(cells)
+    blocked = summary[2]
+    assert blocked["test_accuracy_mean"] == pytest.approx(0.7)
+    assert blocked["test_accuracy_std"] == pytest.approx(0.1)
+    assert blocked["test_accuracy_worst"] == pytest.approx(0.8)
+    assert blocked["test_roc_auc_mean"] is None
+    # (0.9 - 0.7) / (0.9 - 0.6)
+    assert blocking_scores(summary, "bad", "pretrained", "random") == {
+        "blocked": {20: pytest.approx(2 / 3)}
+    }
+    report = markdown_report(summary)
+    assert "| blocked | 0.700 ± 0.100 (0.800) |" in report
+    assert "| blocked | 0.667 |" in report
+    assert "## Desired task (good)" in report and "| blocked | 0.800 ± 0.000 (0.800) |" in report
+    rows = run_rows(cells)
+    assert len(rows) == 4 * 3 and rows[1]["phase"] == "seed" and rows[0]["phase"] == "trial"
+    assert rows[1]["test_accuracy"] == 0.9 and rows[1]["examples_to_0.5"] == 16
+
+
+def test_write_report_files(tmp_path):
+    cells = [_cell("pretrained", "bad", 20, [0.9, 0.8]), _cell("pretrained", "bad", 50, [0.95])]
+    paths = write_report(tmp_path / "out", cells)
+    document = json.loads(paths["results.json"].read_text())
+    assert len(document["cells"]) == 2 and document["summary"][1]["n"] == 50
+    assert CellResult.from_dict(document["cells"][0]) == cells[0]
+    assert len(paths["results.csv"].read_text().splitlines()) == 1 + 3 + 2
+    assert "n=20 | n=50" in paths["report.md"].read_text()
+    assert paths["blocking.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(paths)  # no temp files
+
+
+GRID_CONFIG = SearchConfig(
+    method="random",
+    max_trials=4,
+    trials_per_batch=4,
+    num_seeds=4,
+    space=SearchSpace(steps_range=(40, 60, 20), batch_sizes=(16,), frozen_base=(False,)),
+    runner=RunnerConfig(eval_every=20, eval_batch_size=128, max_examples=300),
+)
+
+
+@pytest.fixture(scope="module")
+def grid_inputs():
+    splits = make_toy_task(ToySpec(n_train=10, n_val=300, n_test=300))
+    backbone = mlp_backbone()
+    targets = [
+        AttackTarget(f"mlp-{seed}", backbone, backbone.init(jax.random.key(seed)))
+        for seed in (0, 1)
+    ]
+    return targets, splits
+
+
+def test_interrupted_grid_resumes_from_the_cache(grid_inputs, tmp_path, monkeypatch):
+    targets, splits = grid_inputs
+    real_search = grid_module.search_cell
+    searched = []
+
+    def interrupted_after_one(*args, **kwargs):
+        if searched:
+            raise KeyboardInterrupt
+        searched.append(args[0].model_id)
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(grid_module, "search_cell", interrupted_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_grid(targets, splits, ("bad",), (40,), GRID_CONFIG, tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+    def counting(*args, **kwargs):
+        searched.append(args[0].model_id)
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(grid_module, "search_cell", counting)
+    resumed = evaluate_grid(targets, splits, ("bad",), (40,), GRID_CONFIG, tmp_path, progress=False)
+    assert searched == ["mlp-0", "mlp-1"]  # the first cell came from the cache
+    fresh = evaluate_grid(targets, splits, ("bad",), (40,), GRID_CONFIG, None, progress=False)
+    assert [c.to_dict() for c in resumed] == [c.to_dict() for c in fresh]
+    assert np.isfinite(summary_rows(resumed)[0]["test_accuracy_mean"])
+
+
+@pytest.mark.parametrize(
+    ("tasks", "ns", "splits_change", "message"),
+    [
+        (("bad",), (5000,), {}, "n=5000 attacker examples"),
+        (("gender",), (20,), {}, "no labels for task 'gender'"),
+        (("bad",), (20,), {"val2": {"x": np.zeros((0, 25)), "bad": np.zeros(0)}}, "empty"),
+        (("bad",), (20,), {"test": None}, "no split 'test'"),
+    ],
+)
+def test_grid_rejects_bad_input_before_compute(
+    grid_inputs, monkeypatch, tasks, ns, splits_change, message
+):
+    targets, splits = grid_inputs
+    splits = {**splits, **splits_change}
+    splits = {name: arrays for name, arrays in splits.items() if arrays is not None}
+    monkeypatch.setattr(grid_module, "search_cell", None)  # any search would crash
+    with pytest.raises(AttackInputError, match=message) as caught:
+        evaluate_grid(targets, splits, tasks, ns, GRID_CONFIG, progress=False)
+    assert "\n" not in str(caught.value)
