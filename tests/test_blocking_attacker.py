@@ -257,10 +257,10 @@ def test_active_rows_equal_the_dense_embedding_table():
 def test_active_token_ids_are_sorted_padded_and_count_what_does_not_fit():
     ids = [jnp.array([[5, 3], [3, 9]]), jnp.array([9, 1])]
     active, missing = active_token_ids(ids, 6)
-    np.testing.assert_array_equal(active, [1, 3, 5, 9, 9, 9])
+    np.testing.assert_array_equal(active, [0, 1, 3, 5, 9, 9])  # the padding id 0 always stays
     assert int(missing) == 0
-    _, missing = active_token_ids(ids, 3)
-    assert int(missing) == 2  # both occurrences of id 9 fall outside a 3-row table
+    _, missing = active_token_ids(ids, 4)
+    assert int(missing) == 2  # both occurrences of id 9 fall outside a 4-row table
 
 
 def test_attacker_draws_follow_their_distributions():

@@ -8,7 +8,9 @@ with token ids remapped into it, and every logit, gradient norm and meta-gradien
 The compact table is ``table[active_ids]``: its gradient scatter-adds back into the full table.
 
 ``active_ids`` is ``jnp.unique`` padded to a static size with copies of the largest id, so it stays
-sorted and remapping is a ``searchsorted``; padding rows are never read.
+sorted and remapping is a ``searchsorted``; padding rows are never read. Id 0 is always kept, so
+it stays id 0 after remapping: BERT treats id 0 as padding by value (its row gets no gradient),
+and a different token must never take its place.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import jax.numpy as jnp
 from sdm_jax.models.backbone import Params
 
 TOKEN_KEY = "input_ids"
+PAD_ID = 0
 
 
 def get_path(tree: Params, path: Sequence[str]):
@@ -37,10 +40,11 @@ def replace_path(tree: Params, path: Sequence[str], value) -> Params:
 
 
 def active_token_ids(token_ids: Sequence[jax.Array], size: int) -> tuple[jax.Array, jax.Array]:
-    """Sorted unique ids of all ``token_ids`` arrays padded to ``size``, and how many ids did not
-    fit (0 when ``size`` suffices)."""
+    """Sorted unique ids of all ``token_ids`` arrays and the padding id, padded to ``size``, and
+    how many token occurrences did not fit (0 when ``size`` suffices)."""
     flat = jnp.concatenate([ids.reshape(-1) for ids in token_ids])
-    active = jnp.unique(flat, size=size, fill_value=jnp.max(flat))
+    with_pad = jnp.concatenate([jnp.full((1,), PAD_ID, flat.dtype), flat])
+    active = jnp.unique(with_pad, size=size, fill_value=jnp.max(with_pad))
     missing = jnp.sum(active[jnp.searchsorted(active, flat)] != flat)
     return active, missing
 
