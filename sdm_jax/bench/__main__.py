@@ -1,0 +1,223 @@
+"""``python -m sdm_jax.bench``: meta-gradient throughput, memory and compile time.
+
+Every configuration runs in a fresh subprocess, so its peak memory (device memory stats on
+GPU/TPU, ``ru_maxrss`` on CPU) and its compile time are its own, and ``--devices N`` on CPU can
+simulate N devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. The PyTorch
+reference (``benchmarks/torch_reference.py``) runs as one more subprocess of the same command.
+
+Examples::
+
+    python -m sdm_jax.bench                                  # BERT-tiny shape, K in 1 4 16 64
+    python -m sdm_jax.bench --inner-steps 16 --remat none full sqrt --order second first
+    python -m sdm_jax.bench --inner-steps 4 --unrolled-max-k 4 --devices 1 2 --meta-batch 2
+    python -m sdm_jax.bench --inner-steps 16 --torch-python .venv-torch/bin/python --json b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from sdm_jax.bench.flops import MODEL_SHAPES
+from sdm_jax.bench.report import markdown_table
+from sdm_jax.bench.workload import Workload
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TORCH_SCRIPT = REPO_ROOT / "benchmarks" / "torch_reference.py"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sdm_jax.bench",
+        description="Benchmark one jitted MLAC outer step (meta-gradient through K inner steps).",
+    )
+    parser.add_argument("--model", default="bert-tiny", choices=sorted(MODEL_SHAPES),
+                        help="BERT shape with random weights (default: bert-tiny, L2 H128 A2)")
+    parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence")
+    parser.add_argument("--batch", type=int, default=16, help="inner and outer batch size")
+    parser.add_argument("--meta-batch", type=int, default=1,
+                        help="simulated attackers per outer step (vmapped, sharded on devices)")
+    parser.add_argument("--inner-steps", type=int, nargs="+", default=[1, 4, 16, 64],
+                        help="values of K to sweep")
+    parser.add_argument("--remat", nargs="+", default=["none"],
+                        choices=["none", "full", "dots", "sqrt"],
+                        help="checkpoint policies to sweep (sqrt = nested, chunks of ~sqrt(K))")
+    parser.add_argument("--order", nargs="+", default=["second"], choices=["second", "first"],
+                        help="meta-gradient order(s) to sweep")
+    parser.add_argument("--devices", type=int, nargs="+", default=[1],
+                        help="device counts to sweep (simulated on CPU)")
+    parser.add_argument("--active-rows", type=int, default=0,
+                        help="also run each K with only this many embedding rows adapted")
+    parser.add_argument("--unrolled-max-k", type=int, default=0,
+                        help="also run a Python-unrolled inner loop for K up to this (it compiles "
+                             "in time growing with K; keep it small)")
+    parser.add_argument("--min-steps", type=int, default=3, help="timed steps, at least")
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="timed seconds, at least")
+    parser.add_argument("--warmup-steps", type=int, default=1,
+                        help="untimed steps after compiling (0 is fine for slow, long steps)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds before one configuration's subprocess is abandoned")
+    parser.add_argument("--torch-python", default=None,
+                        help="interpreter with torch installed: also run the PyTorch reference")
+    parser.add_argument("--torch-max-k", type=int, default=16,
+                        help="run the PyTorch reference for K up to this")
+    parser.add_argument("--skip-peak", action="store_true",
+                        help="do not measure the matmul peak (no %% of peak column)")
+    parser.add_argument("--json", type=Path, default=None, help="write all results here")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name in ("seq_len", "batch", "meta_batch", "min_steps"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.warmup_steps < 0:
+        parser.error("--warmup-steps must be >= 0")
+    if min(args.inner_steps) < 0 or min(args.devices) <= 0:
+        parser.error("--inner-steps must be >= 0 and --devices positive")
+    return args
+
+
+def workloads(args: argparse.Namespace) -> list[Workload]:
+    base = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
+                    meta_batch=args.meta_batch)
+    runs = []
+    for k in args.inner_steps:
+        for remat in args.remat:
+            for order in args.order:
+                for devices in args.devices:
+                    runs.append(replace(base, inner_steps=k, remat=remat,
+                                        first_order=order == "first", devices=devices))
+        first = replace(base, inner_steps=k, remat=args.remat[0],
+                        first_order=args.order[0] == "first")
+        if args.active_rows:
+            runs.append(replace(first, active_rows=args.active_rows))
+        if 0 < k <= args.unrolled_max_k:
+            runs.append(replace(first, unrolled=True))
+    return runs
+
+
+def _child_env(devices: int) -> dict:
+    env = dict(os.environ)
+    if devices > 1:
+        flags = env.get("XLA_FLAGS", "")
+        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    return env
+
+
+def _run_json(command: list[str], env: dict, timeout: float) -> dict:
+    """Run a child that writes one JSON object to the file named by its last argument."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        try:
+            done = subprocess.run([*command, str(out)], env=env, timeout=timeout,
+                                  capture_output=True, text=True)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout:.0f} s"}
+        if done.returncode != 0 or not out.exists():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"error": f"exit {done.returncode}: {last[:200]}"}
+        return json.loads(out.read_text())
+
+
+def run_jax(workload: Workload, args: argparse.Namespace) -> dict:
+    spec = json.dumps({"workload": asdict(workload), "min_steps": args.min_steps,
+                       "min_seconds": args.min_seconds, "warmup_steps": args.warmup_steps})
+    command = [sys.executable, "-m", "sdm_jax.bench", "--child", spec, "--json"]
+    result = _run_json(command, _child_env(workload.devices), args.timeout)
+    return {"impl": "jax", "workload": asdict(workload), **result}
+
+
+def run_torch(workload: Workload, args: argparse.Namespace) -> dict:
+    command = [args.torch_python, str(TORCH_SCRIPT), "--model", workload.model,
+               "--seq-len", str(workload.seq_len), "--batch", str(workload.batch),
+               "--inner-steps", str(workload.inner_steps),
+               "--min-steps", str(args.min_steps), "--min-seconds", str(args.min_seconds),
+               "--warmup-steps", str(args.warmup_steps), "--json"]
+    result = _run_json(command, dict(os.environ), args.timeout)
+    return {"impl": "torch", "workload": asdict(workload), **result}
+
+
+def run_peak(args: argparse.Namespace) -> float | None:
+    if args.skip_peak:
+        return None
+    spec = json.dumps({"peak": True})
+    result = _run_json([sys.executable, "-m", "sdm_jax.bench", "--child", spec, "--json"],
+                       dict(os.environ), args.timeout)
+    return result.get("matmul_peak_flops")
+
+
+def child_main(spec: dict, out: Path) -> None:
+    from sdm_jax.bench.measure import matmul_peak_flops, measure
+
+    if spec.get("peak"):
+        result = {"matmul_peak_flops": matmul_peak_flops()}
+    else:
+        result = measure(Workload(**spec["workload"]), spec["min_steps"], spec["min_seconds"],
+                         spec["warmup_steps"])
+    out.write_text(json.dumps(result))
+
+
+def speed_ratios(results: list[dict]) -> list[dict]:
+    """JAX/PyTorch outer-step speed ratio for every K both measured (same variant as torch:
+    the first JAX row of that K, which uses the first remat policy and order given)."""
+    ratios = []
+    for torch_result in (r for r in results if r["impl"] == "torch" and "error" not in r):
+        k = torch_result["workload"]["inner_steps"]
+        jax_rows = [r for r in results if r["impl"] == "jax" and "error" not in r
+                    and r["workload"]["inner_steps"] == k]
+        if jax_rows:
+            ratios.append({"K": k, "variant": jax_rows[0]["workload"],
+                           "jax_over_torch_speed": torch_result["step_s"] / jax_rows[0]["step_s"]})
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child is not None:
+        if args.json is None:
+            raise SystemExit("--child needs --json PATH")
+        child_main(json.loads(args.child), args.json)
+        return
+    load = os.getloadavg()
+    peak = run_peak(args)
+    results = []
+    for workload in workloads(args):
+        results.append(run_jax(workload, args))
+        print(markdown_table(results[-1:], peak).splitlines()[-1], flush=True)
+    if args.torch_python:
+        torch_ks = {w.inner_steps for w in workloads(args) if w.inner_steps <= args.torch_max_k}
+        for k in sorted(torch_ks):
+            results.append(run_torch(replace(workloads(args)[0], inner_steps=k, remat="none",
+                                             first_order=False, devices=1), args))
+            print(markdown_table(results[-1:], peak).splitlines()[-1], flush=True)
+    summary = {
+        "model": args.model,
+        "config": asdict(MODEL_SHAPES[args.model]),
+        "matmul_peak_flops": peak,
+        "load_average_start": load,
+        "load_average_end": os.getloadavg(),
+        "results": results,
+        "jax_over_torch": speed_ratios(results),
+    }
+    print()
+    print(f"model={args.model} seq_len={args.seq_len} batch={args.batch} "
+          f"meta_batch={args.meta_batch}; matmul peak "
+          f"{(peak or 0) / 1e9:.1f} GFLOP/s; load average {load[0]:.2f} -> "
+          f"{summary['load_average_end'][0]:.2f}")
+    print(markdown_table(results, peak))
+    for ratio in summary["jax_over_torch"]:
+        print(f"K={ratio['K']}: JAX outer step is {ratio['jax_over_torch_speed']:.2f}x "
+              "the PyTorch reference's speed")
+    if args.json:
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.replace(args.json)
+
+
+if __name__ == "__main__":
+    main()
