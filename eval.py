@@ -1,0 +1,97 @@
+"""Attack a blocked model and its baselines with fine-tuning attacks, and write a report.
+
+    python eval.py --run-dir runs/bios_minilm [--model ac=runs/bios_minilm_ac ...]
+
+For every model, task and number of attacker examples n, a hyperparameter search (TPE or random)
+picks the attack on the validation split; the chosen attack is then rerun with fresh seeds and
+reported on the untouched test split as mean ± std and worst case. Results go to
+``<run-dir>/eval`` (results.json, results.csv, report.md, blocking.png); finished cells are
+cached there, so an interrupted evaluation picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part for part in text.split(",") if part)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--run-dir", required=True, type=Path,
+                        help="the blocked model's training run (its export/ is 'blocked')")
+    parser.add_argument("--model", action="append", default=[], metavar="ID=LOCATION",
+                        help="another model: a run directory, export, HF folder or hub id "
+                             "(repeatable), e.g. ac=runs/bios_minilm_ac")
+    parser.add_argument("--baselines", type=_names, default=("pretrained", "random"),
+                        help="built-in baselines, comma-separated ('' for none)")
+    parser.add_argument("--tasks", type=_names, default=("bad", "good"),
+                        help="tasks to attack: bad (harmful) and/or good (desired)")
+    parser.add_argument("--ns", type=_ints, default=(20, 50, 100, 200),
+                        help="numbers of attacker examples, comma-separated")
+    parser.add_argument("--search", choices=("tpe", "random"), default="tpe")
+    parser.add_argument("--trials", type=int, default=50, help="most search trials per cell")
+    parser.add_argument("--patience", type=int, default=15,
+                        help="stop a search after this many trials without improvement")
+    parser.add_argument("--trials-per-batch", type=int, default=8,
+                        help="trials asked at once and run in one vectorised program")
+    parser.add_argument("--seeds", type=int, default=15,
+                        help="seeds of the chosen attack reported on test")
+    parser.add_argument("--steps", type=_ints, default=(100, 1000, 100),
+                        metavar="FIRST,LAST,STRIDE", help="attack step counts searched")
+    parser.add_argument("--lr-range", type=lambda t: tuple(float(x) for x in t.split(",")),
+                        default=(1e-5, 1e-2), metavar="LOW,HIGH",
+                        help="attack learning rates searched (log-uniform)")
+    parser.add_argument("--batch-sizes", type=_ints, default=(8, 16, 32),
+                        help="attack batch sizes searched")
+    parser.add_argument("--optimizers", type=_names, default=("adam",),
+                        help="attack optimizers searched: adam, adamw, sgd, sgd_momentum, "
+                             "rmsprop")
+    parser.add_argument("--max-parallel", type=int, default=32,
+                        help="attack runs per compiled program (lower it if memory is short)")
+    parser.add_argument("--seed", type=int, default=0, help="search and attacker seed")
+    parser.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/eval)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported after parsing so --help answers without loading JAX.
+    from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
+    from sdm_jax.evaluate import EvalPlan, evaluate, parse_models
+
+    try:
+        if len(args.steps) != 3:
+            raise ValueError(f"--steps expects FIRST,LAST,STRIDE, got {args.steps}")
+        space = SearchSpace(lr_range=args.lr_range, steps_range=args.steps,
+                            batch_sizes=args.batch_sizes, optimizers=args.optimizers)
+        search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,
+                              trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,
+                              seed=args.seed, space=space,
+                              runner=RunnerConfig(max_parallel=args.max_parallel))
+        plan = EvalPlan(run_dir=args.run_dir, models=parse_models(args.model),
+                        baselines=args.baselines, tasks=args.tasks, ns=args.ns, search=search,
+                        out_dir=args.out, progress=not args.no_progress)
+        paths, _ = evaluate(plan)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(paths["report.md"].read_text())
+    print("results: " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

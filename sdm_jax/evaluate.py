@@ -1,0 +1,216 @@
+"""Attack a blocked model and its baselines on the data it was trained with, and report.
+
+The blocked run's own config names the data, the tokenisation and the architecture, so every
+model is attacked on exactly the splits the run held out. Models come from run directories,
+export directories (Hugging Face folders or the toy MLP's ``params.safetensors``), hub ids, or
+the built-in baselines ``pretrained`` (the model the run started from) and ``random`` (the same
+architecture freshly initialised).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from sdm_jax.attacks import (
+    AttackTarget,
+    CellResult,
+    SearchConfig,
+    compute_features,
+    evaluate_grid,
+    write_report,
+)
+from sdm_jax.attacks.metrics import accuracy
+from sdm_jax.attacks.report_io import atomic_write_text
+from sdm_jax.config import Config, load_config
+from sdm_jax.models import CheckpointError, head_logits, load_encoder, mlp_backbone
+from sdm_jax.models.backbone import Params
+from sdm_jax.models.encoder import resolve_model_dir
+from sdm_jax.models.hf_io import read_config
+from sdm_jax.train_task import PreparedTask, prepare_task
+
+BASELINES = ("pretrained", "random")
+RUN_CONFIG = "config.yaml"
+EXPORT_CONFIG = "train_config.yaml"
+FEATURE_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What to attack and how.
+
+    ``run_dir``: the blocked run (its ``export/`` is the model ``blocked``). ``models``: more
+    models by id -> run directory, export directory, local Hugging Face folder or hub id.
+    ``baselines``: any of ``pretrained`` and ``random``. ``tasks``: ``bad`` (harmful) and/or
+    ``good`` (desired). ``ns``: attacker example counts. ``search``: the attack search and
+    seeds. ``out_dir``: where the report goes (default ``<run_dir>/eval``).
+    """
+
+    run_dir: Path
+    models: Mapping[str, str] = field(default_factory=dict)
+    baselines: tuple[str, ...] = BASELINES
+    tasks: tuple[str, ...] = ("bad", "good")
+    ns: tuple[int, ...] = (20, 50, 100, 200)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    out_dir: Path | None = None
+    progress: bool = True
+
+    @property
+    def output(self) -> Path:
+        return self.out_dir if self.out_dir is not None else self.run_dir / "eval"
+
+
+def run_config(run_dir: Path) -> Config:
+    """The resolved config a run (or its export) was trained with."""
+    for candidate in (run_dir / RUN_CONFIG, run_dir / EXPORT_CONFIG):
+        if candidate.is_file():
+            return load_config(candidate)
+    raise CheckpointError(f"{run_dir}: not a training run (no {RUN_CONFIG} or {EXPORT_CONFIG})")
+
+
+def export_dir(path: Path) -> Path:
+    """A run directory's ``export/``, or the path itself when it already is a model folder."""
+    return path / "export" if (path / "export").is_dir() else path
+
+
+def _load_mlp_export(directory: Path) -> tuple[Params, Mapping]:
+    from safetensors.numpy import load_file
+
+    from sdm_jax.models.hf_io import unflatten
+
+    shape = json.loads((directory / "model.json").read_text())
+    flat = load_file(str(directory / "params.safetensors"))
+    return unflatten({tuple(name.split(".")): value for name, value in flat.items()}), shape
+
+
+def _own_head(directory: Path) -> Params | None:
+    from safetensors.numpy import load_file
+
+    file = directory / "heads.safetensors"
+    if not file.is_file():
+        return None
+    heads = load_file(str(file))
+    return {"kernel": np.concatenate([heads["good.weight"], heads["bad.weight"]]).T}
+
+
+def load_model(model_id: str, location: str, task: PreparedTask) -> tuple[AttackTarget, Params]:
+    """An attack target for ``location`` and its own classification head (or ``None``)."""
+    path = Path(location).expanduser()
+    directory = export_dir(path) if path.is_dir() else None
+    if task.encoder is None:
+        if directory is None or not (directory / "model.json").is_file():
+            raise CheckpointError(f"{location}: not a toy MLP export (no model.json)")
+        params, shape = _load_mlp_export(directory)
+        backbone = mlp_backbone(shape["input_dim"], shape["width"], shape["depth"])
+        if backbone.feature_dim != task.backbone.feature_dim:
+            raise CheckpointError(f"{location}: MLP width {shape['width']} does not match the "
+                                  f"run's {task.backbone.feature_dim}")
+        return AttackTarget(model_id, backbone, jax.tree_util.tree_map(np.asarray, params)), \
+            _own_head(directory)
+    encoder = load_encoder(directory if directory is not None else location,
+                           dtype=task.encoder.dtype)
+    if encoder.config.vocab_size != task.encoder.config.vocab_size:
+        raise CheckpointError(
+            f"{location}: vocabulary of {encoder.config.vocab_size} tokens does not match the "
+            f"run's tokenizer ({task.encoder.config.vocab_size}); attack it with its own run"
+        )
+    own_head = _own_head(directory) if directory is not None else None
+    return AttackTarget(model_id, encoder.backbone, encoder.params), own_head
+
+
+def check_location(location: str, config: Config) -> None:
+    """Fail in one line on a model that cannot be found, before data or models are loaded."""
+    path = Path(location).expanduser()
+    if config.model.kind == "mlp":
+        if not (export_dir(path) / "model.json").is_file():
+            raise CheckpointError(f"{location}: not a toy MLP run or export (no model.json)")
+        return
+    if path.is_dir():
+        read_config(export_dir(path))
+    else:
+        resolve_model_dir(location)
+
+
+def baseline_target(name: str, task: PreparedTask, seed: int) -> AttackTarget:
+    if name == "pretrained":
+        return AttackTarget(name, task.backbone, task.backbone_params)
+    if name == "random":
+        return AttackTarget(name, task.backbone, task.backbone.init(jax.random.PRNGKey(seed)))
+    raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
+
+
+def own_head_accuracy(target: AttackTarget, head: Params, task: PreparedTask, split: str) -> dict:
+    """Test accuracy of a model's own heads on both tasks, without any fine-tuning."""
+    arrays = task.splits[split]
+    features = compute_features(target, arrays, chunk_size=FEATURE_CHUNK)
+    logits = np.asarray(head_logits(head, features))
+    good, bad = logits[:, : task.num_good], logits[:, task.num_good:]
+    return {"good": accuracy(arrays["good"], good.argmax(-1)),
+            "bad": accuracy(arrays["bad"], bad.argmax(-1))}
+
+
+def retention_markdown(rows: Mapping[str, Mapping[str, float]], split: str) -> str:
+    lines = ["", f"## Own heads, no fine-tuning ({split} accuracy)", "",
+             "| model | desired (good) | harmful (bad) |", "|---|---|---|"]
+    lines += [f"| {model} | {row['good']:.3f} | {row['bad']:.3f} |" for model, row in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def check_plan(plan: EvalPlan) -> None:
+    unknown = [name for name in plan.baselines if name not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline {unknown[0]!r}; choose from {BASELINES}")
+    clashes = sorted(set(plan.models) & {"blocked", *plan.baselines})
+    if clashes:
+        raise ValueError(f"model id {clashes[0]!r} is taken by a built-in model; rename it")
+    if not plan.ns or min(plan.ns) <= 0:
+        raise ValueError(f"attacker example counts must be positive, got {list(plan.ns)}")
+    wrong = [t for t in plan.tasks if t not in ("bad", "good")]
+    if wrong or not plan.tasks:
+        raise ValueError(f"tasks must be 'bad' and/or 'good', got {list(plan.tasks)}")
+    plan.search.validate()
+
+
+def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
+    """Validate everything, attack every model, and write the report files."""
+    check_plan(plan)
+    config = run_config(plan.run_dir)
+    for location in (str(export_dir(plan.run_dir)), *plan.models.values()):
+        check_location(location, config)
+    task = prepare_task(config)
+    blocked = export_dir(plan.run_dir)
+    targets_with_heads = [load_model("blocked", str(blocked), task)]
+    targets_with_heads += [load_model(model_id, location, task)
+                           for model_id, location in plan.models.items()]
+    targets = [target for target, _ in targets_with_heads]
+    targets += [baseline_target(name, task, config.train.seed) for name in plan.baselines]
+    cells = evaluate_grid(targets, task.splits, tasks=plan.tasks, ns=plan.ns,
+                          config=plan.search, cache_dir=plan.output / "cache",
+                          progress=plan.progress)
+    paths = write_report(plan.output, cells)
+    retention = {target.model_id: own_head_accuracy(target, head, task, "test")
+                 for target, head in targets_with_heads if head is not None}
+    if retention:
+        report = paths["report.md"].read_text() + retention_markdown(retention, "test")
+        atomic_write_text(paths["report.md"], report)
+        atomic_write_text(plan.output / "retention.json", json.dumps(retention, indent=1) + "\n")
+        paths["retention.json"] = plan.output / "retention.json"
+    return paths, cells
+
+
+def parse_models(pairs: Sequence[str]) -> dict[str, str]:
+    """``id=location`` pairs from the command line."""
+    models = {}
+    for pair in pairs:
+        model_id, sep, location = pair.partition("=")
+        if not sep or not model_id or not location:
+            raise ValueError(f"--model expects id=path_or_hub_id, got {pair!r}")
+        if model_id in models:
+            raise ValueError(f"--model id {model_id!r} given twice")
+        models[model_id] = location
+    return models

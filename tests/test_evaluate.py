@@ -1,0 +1,100 @@
+"""eval.py end to end on a shrunken toy run: report files, cache reuse, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import eval as eval_cli
+from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
+from sdm_jax.config import load_config
+from sdm_jax.evaluate import EvalPlan, evaluate, parse_models
+from sdm_jax.train_loop import train_and_evaluate
+
+SMALL = [
+    "model.kind=mlp", "model.mlp_width=16", "model.mlp_depth=2", "model.pretrain_steps=50",
+    "toy.dim=6", "toy.n_train=256", "toy.n_val=64", "toy.n_test=64",
+    "mlac.inner_steps=2", "mlac.batch_size_choices=[4, 8]", "mlac.linear_mi_iterations=5",
+    "train.batch_size=16", "train.outer_steps=2", "train.eval_every=2", "train.eval_batches=1",
+    "train.checkpoint_every=2", "train.log_every=1",
+]
+TINY_SEARCH = SearchConfig(
+    method="random", max_trials=2, patience=2, trials_per_batch=2, num_seeds=2,
+    space=SearchSpace(steps_range=(20, 40, 20), batch_sizes=(4, 8), frozen_base=(False,)),
+    runner=RunnerConfig(eval_every=10),
+)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("toy_run")
+    train_and_evaluate(load_config(None, SMALL), run_dir, progress=False)
+    return run_dir
+
+
+def _plan(run_dir: Path, out: Path, **changes) -> EvalPlan:
+    values = dict(run_dir=run_dir, ns=(10, 20), search=TINY_SEARCH, out_dir=out,
+                  progress=False)
+    values.update(changes)
+    return EvalPlan(**values)
+
+
+def test_report_covers_every_model_task_and_n(toy_run, tmp_path):
+    other = tmp_path / "copy_of_export"
+    shutil.copytree(toy_run / "export", other)
+    paths, cells = evaluate(_plan(toy_run, tmp_path / "eval", models={"copy": str(other)}))
+    assert {(c.model_id, c.task, c.n) for c in cells} == {
+        (model, task, n) for model in ("blocked", "copy", "pretrained", "random")
+        for task in ("bad", "good") for n in (10, 20)
+    }
+    for cell in cells:
+        assert len(cell.seeds) == 2 and all(0.0 <= run.test["accuracy"] <= 1.0
+                                            for run in cell.seeds)
+    report = paths["report.md"].read_text()
+    assert "| blocked |" in report and "Blocking score" in report and "Own heads" in report
+    retention = json.loads(paths["retention.json"].read_text())
+    assert set(retention) == {"blocked", "copy"}
+    assert retention["blocked"] == retention["copy"]
+    assert paths["blocking.png"].stat().st_size > 0
+
+
+def test_rerun_reuses_finished_cells(toy_run, tmp_path):
+    plan = _plan(toy_run, tmp_path / "eval", baselines=(), tasks=("bad",), ns=(10,))
+    _, first = evaluate(plan)
+    cached = next((tmp_path / "eval" / "cache").iterdir())
+    cached_bytes = cached.read_bytes()
+    _, second = evaluate(plan)
+    assert cached.read_bytes() == cached_bytes
+    assert [c.to_dict() for c in first] == [c.to_dict() for c in second]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"models": {"ghost": "/no/such/model"}}, "no model.json"),
+        ({"ns": (10, 100_000)}, "100000"),
+        ({"tasks": ("bad", "colour")}, "tasks must be"),
+        ({"baselines": ("pretrained", "oracle")}, "unknown baseline 'oracle'"),
+        ({"models": {"random": "/x"}}, "taken by a built-in model"),
+    ],
+)
+def test_bad_input_fails_in_one_line(toy_run, tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        evaluate(_plan(toy_run, tmp_path / "eval", **changes))
+    assert "\n" not in str(raised.value)
+    assert not (tmp_path / "eval" / "report.md").exists()
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(ValueError, match="not a training run"):
+        evaluate(_plan(tmp_path, tmp_path / "eval"))
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    assert eval_cli.main(["--run-dir", str(tmp_path), "--no-progress"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    with pytest.raises(ValueError, match="id=path_or_hub_id"):
+        parse_models(["just-a-path"])
