@@ -84,20 +84,20 @@ ACTIVATIONS = {
 
 
 class _Embeddings(nn.Module):
+    """Adds position and token-type embeddings to looked-up word vectors, then LayerNorm.
+
+    The word table itself lives outside the module (see :func:`lookup_words`), so callers may
+    pass a compact table holding only the rows a batch uses.
+    """
+
     config: BertConfig
     dtype: Any
 
     @nn.compact
-    def __call__(self, input_ids, token_type_ids):
+    def __call__(self, words, token_type_ids):
         cfg = self.config
         init = nn.initializers.normal(cfg.initializer_range)
-        word_table = nn.Embed(cfg.vocab_size, cfg.hidden_size, embedding_init=init,
-                              name="word_embeddings")
-        words = word_table(input_ids)
-        # Hugging Face builds this table with padding_idx: the padding row never gets a gradient.
-        is_pad = (input_ids == cfg.pad_token_id)[..., None]
-        words = jnp.where(is_pad, jax.lax.stop_gradient(words), words)
-        positions = jnp.arange(input_ids.shape[-1])[None, :]
+        positions = jnp.arange(words.shape[-2])[None, :]
         hidden = (
             words
             + nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, embedding_init=init,
@@ -107,6 +107,14 @@ class _Embeddings(nn.Module):
         )
         hidden = nn.LayerNorm(epsilon=cfg.layer_norm_eps, name="LayerNorm")(hidden)
         return hidden.astype(self.dtype)
+
+
+def lookup_words(table: jax.Array, input_ids: jax.Array, pad_token_id: int) -> jax.Array:
+    """Word vectors for ``input_ids``; the padding row gets no gradient, as in Hugging Face
+    (``padding_idx``), so training gradients match the reference and not just outputs."""
+    words = jnp.take(table, input_ids, axis=0)
+    is_pad = (input_ids == pad_token_id)[..., None]
+    return jnp.where(is_pad, jax.lax.stop_gradient(words), words)
 
 
 def _dense(config: BertConfig, features: int, dtype: Any, name: str) -> nn.Dense:
@@ -213,24 +221,34 @@ class _Pooler(nn.Module):
 
     @nn.compact
     def __call__(self, hidden):
-        first_token = hidden[:, 0]
-        return jnp.tanh(_dense(self.config, self.config.hidden_size, self.dtype, "dense")(first_token))
+        dense = _dense(self.config, self.config.hidden_size, self.dtype, "dense")
+        return jnp.tanh(dense(hidden[:, 0]))
 
 
 class BertModule(nn.Module):
-    """Embeddings, post-LN transformer layers and the tanh pooler over ``[CLS]``."""
+    """Post-LN transformer layers and the tanh pooler over ``[CLS]``, from word vectors.
+
+    Its parameters are those of a Hugging Face ``BertModel`` less the word table, which
+    :func:`bert_apply` looks up first and keeps at ``embeddings/word_embeddings/embedding``.
+    """
 
     config: BertConfig
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, input_ids, attention_mask, token_type_ids):
+    def __call__(self, words, attention_mask, token_type_ids):
         mask = attention_mask.astype(bool)[:, None, None, :]
         attention_bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
-        hidden = _Embeddings(self.config, self.dtype, name="embeddings")(input_ids, token_type_ids)
+        hidden = _Embeddings(self.config, self.dtype, name="embeddings")(words, token_type_ids)
         hidden = _Encoder(self.config, self.dtype, name="encoder")(hidden, attention_bias)
         pooled = _Pooler(self.config, self.dtype, name="pooler")(hidden)
         return hidden, pooled
+
+
+def _split_word_table(params: Params) -> tuple[jax.Array, Params]:
+    embeddings = dict(params["embeddings"])
+    table = embeddings.pop("word_embeddings")["embedding"]
+    return table, {**params, "embeddings": embeddings}
 
 
 def bert_apply(
@@ -242,17 +260,30 @@ def bert_apply(
     config: BertConfig,
     dtype: Any = jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
-    """Last hidden state ``[B, L, H]`` and pooler output ``[B, H]``; pure in ``params``."""
+    """Last hidden state ``[B, L, H]`` and pooler output ``[B, H]``; pure in ``params``.
+
+    The word table may hold fewer rows than the vocabulary when ``input_ids`` index into it
+    (the inner loop's active-rows mode); the padding id must then still map to itself.
+    """
     if token_type_ids is None:
         token_type_ids = jnp.zeros_like(input_ids)
-    return BertModule(config, dtype).apply({"params": params}, input_ids, attention_mask,
+    table, rest = _split_word_table(params)
+    words = lookup_words(table, input_ids, config.pad_token_id).astype(dtype)
+    return BertModule(config, dtype).apply({"params": rest}, words, attention_mask,
                                            token_type_ids)
 
 
 def init_bert_params(config: BertConfig, key: jax.Array) -> Params:
     """BERT's own initialisation: normal(initializer_range) weights, zero biases, unit LayerNorm."""
-    dummy = jnp.zeros((1, 1), jnp.int32)
-    return BertModule(config).init(key, dummy, jnp.ones_like(dummy), dummy)["params"]
+    table_key, module_key = jax.random.split(key)
+    words = jnp.zeros((1, 1, config.hidden_size), jnp.float32)
+    types = jnp.zeros((1, 1), jnp.int32)
+    params = BertModule(config).init(module_key, words, jnp.ones_like(types), types)["params"]
+    table = config.initializer_range * jax.random.normal(
+        table_key, (config.vocab_size, config.hidden_size), jnp.float32
+    )
+    embeddings = {**params["embeddings"], "word_embeddings": {"embedding": table}}
+    return {**params, "embeddings": embeddings}
 
 
 def bert_backbone(config: BertConfig, dtype: Any = jnp.float32) -> Backbone:

@@ -124,7 +124,8 @@ def load_encoder(
     directory = resolve_model_dir(name_or_path)
     config = read_config(directory).truncated(num_layers)
     tensors, weights_file = read_hf_tensors(directory)
-    params = jax.tree_util.tree_map(jnp.asarray, tensors_to_params(tensors, config, str(weights_file)))
+    params = tensors_to_params(tensors, config, str(weights_file))
+    params = jax.tree_util.tree_map(jnp.asarray, params)
     return _make_encoder(params, config, load_tokenizer(directory), dtype, str(directory))
 
 

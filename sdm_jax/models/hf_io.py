@@ -180,7 +180,8 @@ def tensors_to_params(
     tensors: Mapping[str, np.ndarray], config: BertConfig, source: str
 ) -> dict:
     """Strictly merge named tensors into our parameter tree for ``config``."""
-    expected = flatten(jax.eval_shape(functools.partial(init_bert_params, config), jax.random.key(0)))
+    init = functools.partial(init_bert_params, config)
+    expected = flatten(jax.eval_shape(init, jax.random.key(0)))
     flat: dict[Path_, np.ndarray] = {}
     for name, value in _strip_model_prefix(tensors).items():
         if not _kept(name, config.num_hidden_layers):
