@@ -67,6 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="interpreter with torch installed: also run the PyTorch reference")
     parser.add_argument("--torch-max-k", type=int, default=16,
                         help="run the PyTorch reference for K up to this")
+    parser.add_argument("--attack-steps", type=int, default=0,
+                        help="also time 32 attack runs of this many steps, vectorised vs one "
+                             "by one (0 = skip)")
+    parser.add_argument("--attack-seq-len", type=int, default=32,
+                        help="sequence length of the attack runs' data")
     parser.add_argument("--skip-peak", action="store_true",
                         help="do not measure the matmul peak (no %% of peak column)")
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
@@ -156,6 +161,10 @@ def child_main(spec: dict, out: Path) -> None:
 
     if spec.get("peak"):
         result = {"matmul_peak_flops": matmul_peak_flops()}
+    elif spec.get("attacks"):
+        from sdm_jax.bench.attack_sweep import attack_sweep
+
+        result = attack_sweep(MODEL_SHAPES[spec["model"]], spec["seq_len"], spec["steps"])
     else:
         result = measure(Workload(**spec["workload"]), spec["min_steps"], spec["min_seconds"],
                          spec["warmup_steps"])
@@ -171,8 +180,12 @@ def speed_ratios(results: list[dict]) -> list[dict]:
         jax_rows = [r for r in results if r["impl"] == "jax" and "error" not in r
                     and r["workload"]["inner_steps"] == k]
         if jax_rows:
-            ratios.append({"K": k, "variant": jax_rows[0]["workload"],
-                           "jax_over_torch_speed": torch_result["step_s"] / jax_rows[0]["step_s"]})
+            cpu = [r.get("step_cpu_s") for r in (torch_result, jax_rows[0])]
+            ratios.append({
+                "K": k, "variant": jax_rows[0]["workload"],
+                "jax_over_torch_speed": torch_result["step_s"] / jax_rows[0]["step_s"],
+                "jax_over_torch_cpu_time": cpu[0] / cpu[1] if all(cpu) else None,
+            })
     return ratios
 
 
@@ -195,6 +208,13 @@ def main(argv: list[str] | None = None) -> None:
             results.append(run_torch(replace(workloads(args)[0], inner_steps=k, remat="none",
                                              first_order=False, devices=1), args))
             print(markdown_table(results[-1:], peak).splitlines()[-1], flush=True)
+    attacks = None
+    if args.attack_steps:
+        spec = json.dumps({"attacks": True, "model": args.model, "seq_len": args.attack_seq_len,
+                           "steps": args.attack_steps})
+        attacks = _run_json([sys.executable, "-m", "sdm_jax.bench", "--child", spec, "--json"],
+                            dict(os.environ), args.timeout)
+        print(f"32 attack runs: {json.dumps(attacks)}", flush=True)
     summary = {
         "model": args.model,
         "config": asdict(MODEL_SHAPES[args.model]),
@@ -203,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_end": os.getloadavg(),
         "results": results,
         "jax_over_torch": speed_ratios(results),
+        "attack_sweep": attacks,
     }
     print()
     print(f"model={args.model} seq_len={args.seq_len} batch={args.batch} "
@@ -212,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown_table(results, peak))
     for ratio in summary["jax_over_torch"]:
         print(f"K={ratio['K']}: JAX outer step is {ratio['jax_over_torch_speed']:.2f}x "
-              "the PyTorch reference's speed")
+              f"the PyTorch reference's speed (CPU-time ratio {ratio['jax_over_torch_cpu_time']})")
     if args.json:
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
         tmp.write_text(json.dumps(summary, indent=1))

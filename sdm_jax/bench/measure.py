@@ -72,21 +72,22 @@ def measure(workload: Workload, min_steps: int = 3, min_seconds: float = 2.0,
     baseline_rss = rss_mb()
 
     with inner_loop_style(workload.unrolled):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         lowered = step.lower(state, meta_batch)
         lowered_at = time.perf_counter()
         compiled = lowered.compile()
-        compiled_at = time.perf_counter()
+        compiled_at, compiled_cpu = time.perf_counter(), time.process_time()
 
     for _ in range(warmup_steps):
         state, metrics = compiled(state, meta_batch)
         jax.block_until_ready(metrics)
-    times = []
+    times, cpu_times = [], []
     while len(times) < min_steps or sum(times) < min_seconds:
-        begin = time.perf_counter()
+        begin, begin_cpu = time.perf_counter(), time.process_time()
         state, metrics = compiled(state, meta_batch)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - begin)
+        cpu_times.append(time.process_time() - begin_cpu)
 
     step_time = statistics.median(times)
     flops = outer_step_flops(config, workload.batch, workload.seq_len, workload.inner_steps,
@@ -104,6 +105,9 @@ def measure(workload: Workload, min_steps: int = 3, min_seconds: float = 2.0,
         "compile_s": compiled_at - start,
         "step_s": step_time,
         "step_s_all": times,
+        # CPU seconds (all threads): less sensitive than wall time to other processes' load.
+        "compile_cpu_s": compiled_cpu - start_cpu,
+        "step_cpu_s": statistics.median(cpu_times),
         "outer_steps_per_s": 1.0 / step_time,
         "inner_steps_per_s": workload.meta_batch * workload.inner_steps / step_time,
         "tokens_per_s": tokens / step_time,
