@@ -10,6 +10,7 @@ resumes from its latest checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from sdm_jax.checkpoint import RestoreError
@@ -38,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"train.run_dir={args.run_dir}")
         config = load_config(args.config, overrides)
         # Imported here so --help and config errors answer without loading JAX.
+        import jax
+
+        from sdm_jax.data.sources import DEFAULT_CACHE
         from sdm_jax.train_loop import TrainingError, train_and_evaluate
+
+        # A resumed run compiles the same outer step again: keep compiled programs on disk
+        # (minutes for a BERT meta-gradient on a CPU) unless the user chose a cache already.
+        if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+            jax.config.update("jax_compilation_cache_dir", str(DEFAULT_CACHE / "jax"))
 
         summary = train_and_evaluate(config, progress=False if args.no_progress else None)
     except (ConfigError, DataError, RestoreError, CheckpointError) as error:

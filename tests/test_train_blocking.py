@@ -28,16 +28,38 @@ UNBLOCKED = ["mlac.inner_steps=0", "mlac.l_linear_mi=0", "mlac.l_bad_adapted_gra
              "mlac.learn_inner_lr=false"]
 ATTACK_LRS = (1e-3, 3e-3, 1e-2)
 ATTACK_SEEDS = (0, 1, 2)
+# Shrunk to stay near a minute: less data and pretraining, K=4, a larger outer lr, 500 steps.
+FAST = ["toy.n_train=3000", "toy.n_val=400", "toy.n_test=1000", "model.pretrain_steps=600",
+        "mlac.inner_steps=4", "mlac.outer_lr=3e-3", "train.outer_steps=500",
+        "train.eval_every=250", "train.checkpoint_every=250", "train.log_every=50"]
 
 
-def attacker_accuracy(task, backbone_params, steps: int, n: int = 100) -> float:
+@pytest.fixture(autouse=True, scope="module")
+def _compilation_cache(tmp_path_factory):
+    """These runs compile the same programs again and again; a persistent compilation cache
+    turns every compile after the first into a disk read (restored afterwards)."""
+    options = {
+        "jax_compilation_cache_dir": str(tmp_path_factory.getbasetemp() / "jax-cache"),
+        "jax_persistent_cache_min_compile_time_secs": 0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    saved = {name: getattr(jax.config, name) for name in options}
+    for name, value in options.items():
+        jax.config.update(name, value)
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+
+
+def attacker_accuracy(task, backbone_params, steps: int, n: int = 100,
+                      lrs=ATTACK_LRS, seeds=ATTACK_SEEDS) -> float:
     """Test accuracy on the bad task of the strongest of a few full fine-tuning attacks (Adam,
     fresh head, ``n`` examples from val1): lr chosen by mean val2 accuracy over seeds."""
     target = AttackTarget(f"toy-{id(backbone_params)}", task.backbone, backbone_params)
     problem = AttackProblem("bad", n, task.splits["val1"], task.splits["val2"],
                             task.splits["test"])
     settings = [AttackSetting(lr=lr, steps=steps, batch_size=50, seed=s, data_seed=s)
-                for lr in ATTACK_LRS for s in ATTACK_SEEDS]
+                for lr in lrs for s in seeds]
     results = run_attacks(target, problem, settings, RunnerConfig(eval_every=50))
     by_lr: dict[float, list] = {}
     for result in results:
@@ -58,7 +80,8 @@ def _best_params(config: Config, run_dir: Path):
     return load_run_state(config, run_dir, summary["export_step"]).params
 
 
-def toy_blocking_figures(blocked_dir, unblocked_dir, steps: int = 300) -> dict[str, float]:
+def toy_blocking_figures(blocked_dir, unblocked_dir, steps: int = 300,
+                         **attack) -> dict[str, float]:
     blocked_dir, unblocked_dir = Path(blocked_dir), Path(unblocked_dir)
     config = load_config(blocked_dir / "config.yaml")
     task = prepare_task(config)
@@ -66,9 +89,10 @@ def toy_blocking_figures(blocked_dir, unblocked_dir, steps: int = 300) -> dict[s
     unblocked = _best_params(load_config(unblocked_dir / "config.yaml"), unblocked_dir)
     random_backbone = task.backbone.init(jax.random.PRNGKey(12345))
     return {
-        "attacker_acc_blocked": attacker_accuracy(task, blocked["backbone"], steps),
-        "attacker_acc_random": attacker_accuracy(task, random_backbone, steps),
-        "attacker_acc_unblocked": attacker_accuracy(task, unblocked["backbone"], steps),
+        "attacker_acc_blocked": attacker_accuracy(task, blocked["backbone"], steps, **attack),
+        "attacker_acc_random": attacker_accuracy(task, random_backbone, steps, **attack),
+        "attacker_acc_unblocked": attacker_accuracy(task, unblocked["backbone"], steps,
+                                                    **attack),
         "good_acc_blocked": good_accuracy(task, blocked),
         "good_acc_unblocked": good_accuracy(task, unblocked),
     }
@@ -76,13 +100,13 @@ def toy_blocking_figures(blocked_dir, unblocked_dir, steps: int = 300) -> dict[s
 
 @pytest.mark.slow
 def test_toy_blocking(tmp_path: Path):
-    shrink = ["train.outer_steps=400", "train.eval_every=200", "train.checkpoint_every=200",
-              "toy.n_train=4000", "toy.n_val=500", "toy.n_test=1000"]
-    blocked = load_config(ROOT / "configs" / "toy.yaml", shrink)
-    unblocked = load_config(ROOT / "configs" / "toy.yaml", shrink + UNBLOCKED)
+    blocked = load_config(ROOT / "configs" / "toy.yaml", FAST)
+    unblocked = load_config(ROOT / "configs" / "toy.yaml", FAST + UNBLOCKED)
     train_and_evaluate(blocked, tmp_path / "blocked", progress=False)
     train_and_evaluate(unblocked, tmp_path / "unblocked", progress=False)
-    figures = toy_blocking_figures(tmp_path / "blocked", tmp_path / "unblocked", steps=200)
+    figures = toy_blocking_figures(tmp_path / "blocked", tmp_path / "unblocked", steps=200,
+                                   lrs=(3e-3, 1e-2), seeds=(0, 1))
     assert figures["attacker_acc_blocked"] <= figures["attacker_acc_random"] + 0.05, figures
+    # The attack can tell models apart: the unblocked model still gives the bad task away.
     assert figures["attacker_acc_unblocked"] > figures["attacker_acc_random"] + 0.05, figures
     assert figures["good_acc_blocked"] >= 0.95 * figures["good_acc_unblocked"], figures
