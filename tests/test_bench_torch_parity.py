@@ -98,11 +98,13 @@ def _relative_error(actual: np.ndarray, expected: np.ndarray, floor: float) -> f
 
 
 def test_torch_reference_matches_library_meta_gradients():
-    """Loss, the model's meta-gradient and the meta-parameters' gradients agree to 1e-5 in
-    relative norm per tensor.
+    """The losses, the meta-parameters' gradients and the head's agree to 1e-6 in relative
+    norm; each backbone tensor's meta-gradient to 2e-4.
 
-    Not to float64 round-off: the Flax BERT runs its LayerNorms and softmax in float32 even with
-    float64 parameters, so agreement is bounded by float32 rounding carried through K steps.
+    Not all to float64 round-off: the Flax BERT runs its LayerNorms and softmax in float32 even
+    with float64 parameters. Float32 alone moves this model's backbone meta-gradients by up to
+    1.7e-4 in relative norm (all-float32 against float64 JAX, ``intermediate.dense.weight``; the
+    others stay under 3e-5), hence 2e-4 there; the head and the meta-parameters barely see it.
     """
     meta_batch = make_meta_batch(WORKLOAD, seed=3)
     params, meta_params, grads, meta_grads, loss = _jax_meta_gradients(WORKLOAD, meta_batch)
@@ -117,5 +119,7 @@ def test_torch_reference_matches_library_meta_gradients():
               "meta/head_init": torch_meta["head_init"]}
     floor = 1e-6 * np.sqrt(sum(np.sum(np.square(g)) for g in expected.values()))
     errors = {name: _relative_error(actual[name], expected[name], floor) for name in expected}
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < 1e-5, f"{worst}: relative error {errors[worst]:.2e}; all: {errors}"
+    tight = ("head", "meta/log_lr", "meta/head_init")
+    for name, error in errors.items():
+        tolerance = 1e-6 if name in tight else 2e-4
+        assert error < tolerance, f"{name}: relative error {error:.2e}; all: {errors}"
