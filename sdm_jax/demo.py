@@ -1,42 +1,77 @@
-"""``make demo``: load the embedded encoder, encode a few bios, print shapes and timing."""
+"""``make demo``: block the embedded MiniLM on the synthetic corpus, then attack it.
+
+A demo-scale run of the whole pipeline on a CPU: train the blocked model and two trained
+baselines (adversarial censoring with K=0, and plain fine-tuning on the desired task), then
+attack them all, with the pretrained and randomly initialised encoders, and print the report.
+Sizes are cut down to fit a 2-core machine; the numbers show the mechanics, not the paper's
+results (``make paper`` documents the full protocol). Finished runs and evaluation cells are
+reused, so an interrupted demo continues where it stopped.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
+from pathlib import Path
 
-import jax
-import numpy as np
+from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
+from sdm_jax.config import load_config
+from sdm_jax.evaluate import EvalPlan, evaluate
 
-from sdm_jax.models import load_encoder
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "bios_minilm.yaml"
+# Trained baselines as overrides of the blocked run's config.
+BASELINE_OVERRIDES = {
+    "ac": ["mlac.inner_steps=0"],
+    "finetuned": ["mlac.inner_steps=0", "mlac.l_linear_mi=0", "mlac.l_bad_adapted_grad=0"],
+}
+DEMO_NS = (20, 100)
+DEMO_SEARCH = SearchConfig(
+    method="tpe", max_trials=6, patience=6, trials_per_batch=6, num_seeds=4,
+    space=SearchSpace(steps_range=(50, 150, 50), batch_sizes=(8, 16), frozen_base=(False, True)),
+    runner=RunnerConfig(eval_every=25, max_parallel=8),
+)
 
-BIOS = [
-    "She is a registered nurse who has worked in paediatric care for ten years.",
-    "He is a software engineer building distributed databases.",
-    "They teach mathematics at a public high school in Ohio.",
-    "Dr. Okafor is a surgeon specialising in cardiac procedures.",
-]
 
+def _train(name: str, overrides: list[str], out: Path, progress: bool) -> Path:
+    from sdm_jax.train_loop import train_and_evaluate
 
-def main() -> None:
+    run_dir = out / name
+    summary_file = run_dir / "summary.json"
+    if summary_file.is_file() and not json.loads(summary_file.read_text())["stopped_early"]:
+        print(f"[{name}] reusing the finished run in {run_dir}")
+        return run_dir
+    print(f"[{name}] training ({' '.join(overrides) or 'configs/bios_minilm.yaml as it is'})")
     started = time.perf_counter()
-    encoder = load_encoder("all-MiniLM-L6-v2")
-    print(f"loaded {encoder.source} in {time.perf_counter() - started:.1f} s: "
-          f"{encoder.config.num_hidden_layers} layers, hidden {encoder.config.hidden_size}")
-    batch = encoder.tokenizer(BIOS, padding="max_length", max_length=64, truncation=True,
-                              return_tensors="np")
-    forward = jax.jit(encoder.apply)
-    args = (encoder.params, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    summary = train_and_evaluate(load_config(CONFIG, overrides), run_dir, progress=progress)
+    print(f"[{name}] {summary['final_step']} outer steps in {time.perf_counter() - started:.0f} s"
+          f" ({summary.get('steps_per_s', float('nan')):.2f} steps/s after compiling)")
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"),
+                        help="where the runs and the report go")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    progress = False if args.no_progress else None
     started = time.perf_counter()
-    jax.block_until_ready(forward(*args))
-    compile_s = time.perf_counter() - started
-    started = time.perf_counter()
-    hidden, pooled = jax.block_until_ready(forward(*args))
-    run_ms = (time.perf_counter() - started) * 1e3
-    print(f"last hidden state {hidden.shape}, pooler output {pooled.shape} "
-          f"on {jax.devices()[0].platform}: first call {compile_s:.1f} s, then {run_ms:.1f} ms")
-    normed = np.asarray(pooled) / np.linalg.norm(pooled, axis=1, keepdims=True)
-    print("pooler cosine similarity of the bios:\n" + np.array2string(normed @ normed.T,
-                                                                      precision=2))
+    print("sdm-jax demo: DEMO SCALE (2-layer MiniLM, 64 tokens, K=4, a few hundred outer steps, "
+          "small attack search); see README 'Paper-scale runs' for the real protocol.")
+    blocked = _train("blocked", [], args.out, progress)
+    baselines = {name: str(_train(name, overrides, args.out, progress))
+                 for name, overrides in BASELINE_OVERRIDES.items()}
+    print(f"[eval] attacking blocked, {', '.join(baselines)}, pretrained and random "
+          f"with n in {DEMO_NS}")
+    plan = EvalPlan(run_dir=blocked, models=baselines, ns=DEMO_NS, search=DEMO_SEARCH,
+                    out_dir=args.out / "eval", progress=progress is None)
+    paths, _ = evaluate(plan)
+    print()
+    print(paths["report.md"].read_text())
+    print(f"plot: {paths['blocking.png']}")
+    print(f"all results: {args.out} (demo wall time {time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":
