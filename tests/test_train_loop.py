@@ -27,12 +27,36 @@ SMALL = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _compilation_cache(tmp_path_factory):
+    """These runs compile the same programs again and again; a persistent compilation cache
+    turns every compile after the first into a disk read (restored afterwards)."""
+    options = {
+        "jax_compilation_cache_dir": str(tmp_path_factory.getbasetemp() / "jax-cache"),
+        "jax_persistent_cache_min_compile_time_secs": 0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    saved = {name: getattr(jax.config, name) for name in options}
+    for name, value in options.items():
+        jax.config.update(name, value)
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+
+
 def _config(*extra: str):
     return load_config(None, SMALL + list(extra))
 
 
-def test_end_to_end_outputs(tmp_path: Path):
-    summary = train_and_evaluate(_config(), tmp_path, progress=False)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted run, shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("straight")
+    return run_dir, train_and_evaluate(_config(), run_dir, progress=False)
+
+
+def test_end_to_end_outputs(straight_run):
+    tmp_path, summary = straight_run
     assert summary["final_step"] == 6 and not summary["stopped_early"]
     assert summary["compilations"] == 1
     assert summary["best_step"] in (3, 6)
@@ -54,14 +78,13 @@ def test_end_to_end_outputs(tmp_path: Path):
     assert json.loads((tmp_path / "summary.json").read_text())["final_step"] == 6
 
 
-def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path: Path):
-    train_and_evaluate(_config(), tmp_path / "straight", progress=False)
+def test_resume_ends_where_an_uninterrupted_run_ends(straight_run, tmp_path: Path):
     stopped = train_and_evaluate(_config("train.stop_after=3"), tmp_path / "resumed",
                                  progress=False)
     assert stopped["stopped_early"] and stopped["final_step"] == 3
     resumed = train_and_evaluate(_config(), tmp_path / "resumed", progress=False)
     assert resumed["resumed_from"] == 3 and resumed["final_step"] == 6
-    straight = load_run_state(_config(), tmp_path / "straight")
+    straight = load_run_state(_config(), straight_run[0])
     again = load_run_state(_config(), tmp_path / "resumed")
     pairs = jax.tree.leaves(jax.tree.map(lambda a, b: (np.asarray(a), np.asarray(b)),
                                          straight, again))
