@@ -42,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         import jax
 
         from sdm_jax.data.sources import DEFAULT_CACHE
+        from sdm_jax.parallel import maybe_initialize_distributed
         from sdm_jax.train_loop import TrainingError, train_and_evaluate
+
+        # Multi-host (TPU pods, GPU clusters): join the cluster before any device is touched.
+        maybe_initialize_distributed()
 
         # A resumed run compiles the same outer step again: keep compiled programs on disk
         # (minutes for a BERT meta-gradient on a CPU) unless the user chose a cache already.
