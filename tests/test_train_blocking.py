@@ -34,23 +34,6 @@ FAST = ["toy.n_train=3000", "toy.n_val=400", "toy.n_test=1000", "model.pretrain_
         "train.eval_every=250", "train.checkpoint_every=250", "train.log_every=50"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _compilation_cache(tmp_path_factory):
-    """These runs compile the same programs again and again; a persistent compilation cache
-    turns every compile after the first into a disk read (restored afterwards)."""
-    options = {
-        "jax_compilation_cache_dir": str(tmp_path_factory.getbasetemp() / "jax-cache"),
-        "jax_persistent_cache_min_compile_time_secs": 0,
-        "jax_persistent_cache_min_entry_size_bytes": 0,
-    }
-    saved = {name: getattr(jax.config, name) for name in options}
-    for name, value in options.items():
-        jax.config.update(name, value)
-    yield
-    for name, value in saved.items():
-        jax.config.update(name, value)
-
-
 def attacker_accuracy(task, backbone_params, steps: int, n: int = 100,
                       lrs=ATTACK_LRS, seeds=ATTACK_SEEDS) -> float:
     """Test accuracy on the bad task of the strongest of a few full fine-tuning attacks (Adam,
