@@ -28,8 +28,8 @@ BASELINE_OVERRIDES = {
 }
 DEMO_NS = (20, 100)
 DEMO_SEARCH = SearchConfig(
-    method="tpe", max_trials=6, patience=6, trials_per_batch=6, num_seeds=4,
-    space=SearchSpace(steps_range=(50, 150, 50), batch_sizes=(8, 16), frozen_base=(False, True)),
+    method="tpe", max_trials=4, patience=4, trials_per_batch=4, num_seeds=3,
+    space=SearchSpace(steps_range=(50, 100, 50), batch_sizes=(8, 16), frozen_base=(False, True)),
     runner=RunnerConfig(eval_every=25, max_parallel=8),
 )
 
@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     progress = False if args.no_progress else None
     started = time.perf_counter()
-    print("sdm-jax demo: DEMO SCALE (2-layer MiniLM, 64 tokens, K=4, a few hundred outer steps, "
-          "small attack search); see README 'Paper-scale runs' for the real protocol.")
+    config = load_config(CONFIG)
+    print(f"sdm-jax demo, DEMO SCALE: {config.model.num_layers}-layer MiniLM, "
+          f"{config.model.max_length} tokens, K={config.mlac.inner_steps}, "
+          f"{config.train.outer_steps} outer steps, {DEMO_SEARCH.max_trials} search trials and "
+          f"{DEMO_SEARCH.num_seeds} seeds per cell. Shows the pipeline, not the paper's numbers "
+          "(README: 'Paper-scale runs').")
     blocked = _train("blocked", [], args.out, progress)
     baselines = {name: str(_train(name, overrides, args.out, progress))
                  for name, overrides in BASELINE_OVERRIDES.items()}
