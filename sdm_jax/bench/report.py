@@ -17,9 +17,10 @@ COLUMNS = (
 
 
 def variant_name(workload: dict) -> str:
-    parts = [f"remat={workload['remat']}", "1st-order" if workload["first_order"] else "2nd-order"]
+    remat = f"remat={workload['remat']}"
     if workload.get("unrolled"):
-        parts.append("python-unrolled")
+        remat = "python-unrolled, no remat"
+    parts = [remat, "1st-order" if workload["first_order"] else "2nd-order"]
     if workload.get("active_rows"):
         parts.append(f"active_rows={workload['active_rows']}")
     if workload.get("devices", 1) > 1:

@@ -118,7 +118,8 @@ def build_outer_step(workload: Workload):
 
 
 def _python_unroll(body, carry, xs, length: int, remat: str):
-    """A Python loop in place of ``lax.scan``: the program grows with K (compile time too)."""
+    """A Python loop in place of ``lax.scan``: the program grows with K (compile time too).
+    No rematerialisation: the variant measures what scan buys, not a remat policy."""
     del remat
     outputs = []
     for index in range(length):
