@@ -10,6 +10,14 @@ the program stops changing after its last step, and its later evaluations are ma
 The program never sees a Flax object: the model is ``logits(backbone_params, head, inputs)``.
 For a linear probe the caller passes precomputed features and an empty backbone, so the same
 code trains the head alone at a fraction of the cost.
+
+Active rows (``ProgramSpec.active_rows``): a text backbone's word table is trained as a compact
+table of the rows the attacker's examples use, and evaluation reads the rows outside it from the
+full table (see :func:`active_rows_features`). A row no training batch touches has a zero
+gradient at every step, so Adam, RMSprop and SGD (with momentum) never move it; decoupled weight
+decay shrinks it by ``1 - lr_t * weight_decay`` per step, a factor the program tracks per run.
+So the results equal the dense program's (up to float rounding) while the optimizer and the
+table gradient work on a few thousand rows instead of the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from sdm_jax.attacks.settings import direction_transform, schedule_factor
+from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, get_path, replace_path
 from sdm_jax.models.heads import head_logits, init_head
 
 PROBE_INPUT = "features"
@@ -42,6 +51,7 @@ class ProgramSpec:
     fresh_head: bool
     feature_dim: int
     with_test: bool
+    active_rows: bool = False
 
     @property
     def total_steps(self) -> int:
@@ -63,26 +73,60 @@ def backbone_logits(features_fn: Callable) -> Callable:
     return logits
 
 
+@functools.lru_cache(maxsize=16)
+def active_rows_features(features_fn: Callable, embedding_path: tuple[str, ...]) -> Callable:
+    """``features_fn`` over ``{"compact": ..., "rest": ...}`` for batches of vocabulary ids.
+
+    ``compact`` is the backbone's params with the word table at ``embedding_path`` cut to the
+    active rows (the trained part); ``rest`` holds ``table`` (the full ``[vocab, H]`` table),
+    ``ids`` (the sorted active ids, id 0 first, padded with copies of the largest) and ``scale``
+    (how much every row outside ``ids`` has shrunk so far; 1 without weight decay). Each token's
+    vector is its compact row when its id is active, else its scaled full row; the backbone then
+    reads them from a per-token table (row 0 the padding row, so id 0 still means padding).
+    Cached, so repeated calls hand ``compiled_program`` the same function.
+    """
+
+    def features(params, batch):
+        compact_params, rest = params["compact"], params["rest"]
+        compact = get_path(compact_params, embedding_path)
+        ids = batch[TOKEN_KEY]
+        position = jnp.minimum(jnp.searchsorted(rest["ids"], ids), rest["ids"].shape[0] - 1)
+        active = (rest["ids"][position] == ids)[..., None]
+        untouched = rest["scale"] * jnp.take(rest["table"], ids, axis=0)
+        words = jnp.where(active, jnp.take(compact, position, axis=0), untouched)
+        per_token = jnp.concatenate([compact[:1], words.reshape(-1, compact.shape[-1])])
+        token_index = 1 + jnp.arange(ids.size, dtype=ids.dtype).reshape(ids.shape)
+        token_ids = jnp.where(ids == PAD_ID, PAD_ID, token_index)
+        backbone_params = replace_path(compact_params, embedding_path, per_token)
+        return features_fn(backbone_params, {**batch, TOKEN_KEY: token_ids})
+
+    return features
+
+
 def _weighted_mean(values, weight):
     return jnp.sum(weight * values) / jnp.maximum(jnp.sum(weight), 1e-9)
+
+
+def _accuracy(logits, split):
+    return jnp.mean((jnp.argmax(logits, axis=-1) == split[1]).astype(jnp.float32))
 
 
 def _single_run(spec: ProgramSpec, logits_fn: Callable):
     """One run as a pure function; the caller ``vmap``s it over runs."""
     classes = slice(spec.logit_offset, spec.logit_offset + spec.num_classes)
 
-    def task_logits(params, inputs):
-        return logits_fn(params["backbone"], params["head"], inputs)[..., classes]
+    def run(hparams, backbone_params, head, train, val, test, frozen_rows):
+        def task_logits(params, untouched_scale, inputs):
+            backbone = params["backbone"]
+            if spec.active_rows:
+                backbone = {"compact": backbone, "rest": {**frozen_rows, "scale": untouched_scale}}
+            return logits_fn(backbone, params["head"], inputs)[..., classes]
 
-    def predict(params, split):
-        chunks, labels = split
-        logits = jax.lax.map(lambda chunk: task_logits(params, chunk), chunks)
-        return logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
+        def predict(params, untouched_scale, split):
+            chunks, labels = split
+            logits = jax.lax.map(lambda chunk: task_logits(params, untouched_scale, chunk), chunks)
+            return logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
 
-    def accuracy(logits, split):
-        return jnp.mean((jnp.argmax(logits, axis=-1) == split[1]).astype(jnp.float32))
-
-    def run(hparams, backbone_params, head, train, val, test):
         if spec.fresh_head:
             head = init_head(jax.random.key(hparams["seed"]), spec.feature_dim, spec.num_classes)
         params = {"backbone": backbone_params, "head": head}
@@ -91,14 +135,14 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
         weight = (rows < hparams["batch_size"]).astype(jnp.float32)
 
         def train_step(carry, step):
-            params, opt_state = carry
+            params, opt_state, untouched_scale = carry
             order = hparams["order"]
             example = order[jnp.minimum(step * hparams["batch_size"] + rows, order.shape[0] - 1)]
             batch = jax.tree.map(lambda column: column[example], train)
             labels = batch.pop(LABEL)
 
             def loss_fn(params):
-                logits = task_logits(params, batch)
+                logits = task_logits(params, untouched_scale, batch)
                 losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
                 return _weighted_mean(losses, weight), logits
 
@@ -108,13 +152,14 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             scale = -hparams["lr"] * schedule_factor(
                 step, hparams["steps"], hparams["warmup_steps"], hparams["schedule"]
             )
+            backbone_scale = scale * (1.0 - hparams["frozen"])
             updates = {
-                "backbone": jax.tree.map(
-                    lambda u: u * scale * (1.0 - hparams["frozen"]), direction["backbone"]
-                ),
+                "backbone": jax.tree.map(lambda u: u * backbone_scale, direction["backbone"]),
                 "head": jax.tree.map(lambda u: u * scale, direction["head"]),
             }
-            new = (optax.apply_updates(params, updates), new_opt_state)
+            # A row with zero gradient and zero moments moves by its weight decay alone.
+            decay = 1.0 + backbone_scale * hparams["weight_decay"]
+            new = (optax.apply_updates(params, updates), new_opt_state, untouched_scale * decay)
             active = step < hparams["steps"]
             carry = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, carry)
             return carry, _weighted_mean(hits, weight)
@@ -123,29 +168,31 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             state, best = carry
             steps = index * spec.eval_every + jnp.arange(spec.eval_every)
             state, train_accuracy = jax.lax.scan(train_step, state, steps)
-            logits = predict(state[0], val)
-            val_accuracy = accuracy(logits, val)
+            logits = predict(state[0], state[2], val)
+            val_accuracy = _accuracy(logits, val)
             # The first evaluation at or after the run's budget sees its final weights; later
             # ones repeat it and are not candidates.
             in_budget = index * spec.eval_every < hparams["steps"]
             improved = in_budget & (val_accuracy > best["accuracy"])
             candidate = {"accuracy": val_accuracy, "index": index + 1, "val_logits": logits}
             if spec.with_test:  # keep the best weights only when a test split will score them
-                candidate["params"] = state[0]
+                candidate["weights"] = (state[0], state[2])
             best = jax.tree.map(lambda n, o: jnp.where(improved, n, o), candidate, best)
             return (state, best), (val_accuracy, train_accuracy)
 
-        initial_logits = predict(params, val)
-        initial_accuracy = accuracy(initial_logits, val)
+        initial_scale = jnp.ones((), jnp.float32)
+        initial_logits = predict(params, initial_scale, val)
+        initial_accuracy = _accuracy(initial_logits, val)
         best = {
             "accuracy": initial_accuracy,
             "index": jnp.int32(0),
             "val_logits": initial_logits,
         }
         if spec.with_test:
-            best["params"] = params
+            best["weights"] = (params, initial_scale)
+        state = (params, transform.init(params), initial_scale)
         (_, best), (curve, train_accuracy) = jax.lax.scan(
-            block, ((params, transform.init(params)), best), jnp.arange(spec.num_blocks)
+            block, (state, best), jnp.arange(spec.num_blocks)
         )
         outputs = {
             "val_curve": jnp.concatenate([initial_accuracy[None], curve]),
@@ -154,7 +201,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             "train_accuracy": train_accuracy.reshape(-1),
         }
         if spec.with_test:
-            outputs["test_logits"] = predict(best["params"], test)
+            outputs["test_logits"] = predict(*best["weights"], test)
         return outputs
 
     return run
@@ -162,7 +209,8 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
 
 @functools.lru_cache(maxsize=64)
 def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
-    """``program(hparams, backbone_params, head, train, val, test)``, vmapped over ``hparams``.
+    """``program(hparams, backbone_params, head, train, val, test, frozen_rows)``, vmapped over
+    ``hparams``.
 
     ``hparams`` holds ``[runs]`` arrays; ``order`` (``[runs, total_steps * max_batch]``) is each
     run's stream of rows of ``train``, consumed ``batch_size`` at a time. The rest is shared.
@@ -171,6 +219,11 @@ def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
     evaluation (``val_curve``, step 0 first), ``best_index`` into it, the validation logits there
     (``val_logits``), the test logits of the weights there (``test_logits``, with a test split)
     and the training-batch accuracy of every step (``train_accuracy``).
+
+    With ``spec.active_rows``, ``backbone_params`` hold the compact word table, ``logits_fn``
+    reads ``{"compact": ..., "rest": ...}`` (see :func:`active_rows_features`) and
+    ``frozen_rows`` is ``{"table": full table, "ids": active ids}``; otherwise it is ``{}``.
     """
-    batched = jax.vmap(_single_run(spec, logits_fn), in_axes=(0, None, None, None, None, None))
+    in_axes = (0, None, None, None, None, None, None)
+    batched = jax.vmap(_single_run(spec, logits_fn), in_axes=in_axes)
     return jax.jit(batched)

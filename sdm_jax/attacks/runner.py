@@ -3,7 +3,8 @@
 Runs are grouped by optimizer family and by path: full fine-tuning runs go through the backbone;
 frozen-base runs (with ``probe_features``) train the head on features computed once. Each group
 is cut into chunks of at most ``max_parallel`` runs; a short chunk is padded to the next power of
-two so a handful of compiled programs serve every chunk size.
+two so a handful of compiled programs serve every chunk size. Full fine-tuning of a text backbone
+trains only the word-table rows of the tokens in the attacker's examples (``active_rows``).
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from sdm_jax.attacks.program import (
     LABEL,
     PROBE_INPUT,
     ProgramSpec,
+    active_rows_features,
     backbone_logits,
     compiled_program,
     probe_logits,
 )
 from sdm_jax.attacks.settings import AttackSetting, validate_settings
+from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, get_path, replace_path
 from sdm_jax.data.sampler import random_subset
+
+# Active-row tables are padded to a multiple of this, so similar attacker sets share a program.
+ACTIVE_ROWS_MULTIPLE = 256
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class RunnerConfig:
     max_examples: int | None = None
     ma_window: int = 10
     targets: tuple[float, ...] = DEFAULT_TARGETS
+    active_rows: bool = True
 
     def __post_init__(self) -> None:
         if min(self.eval_every, self.max_parallel, self.eval_batch_size, self.ma_window) <= 0:
@@ -145,13 +152,18 @@ def _example_order(seed: int, n: int, length: int) -> np.ndarray:
     return np.concatenate([rng.permutation(n) for _ in range(epochs)])[:length]
 
 
+def _attacker_pools(problem, settings) -> list[np.ndarray]:
+    """Each run's ``n`` attacker examples, as row numbers of the attacker's split."""
+    index = {"row": np.arange(len(problem.train[problem.task]))}
+    return [random_subset(index, problem.n, s.data_seed)["row"] for s in settings]
+
+
 def _attacker_rows(problem, settings, capacity: int, length: int):
     """The rows of the attacker's split to ship for a chunk of runs, and each run's stream of
     row positions. The row count depends only on ``capacity`` (padded with row 0) so the program
     does not recompile when the runs' examples overlap more or less, or ``n`` changes."""
     size = len(problem.train[problem.task])
-    index = {"row": np.arange(size)}
-    pools = [random_subset(index, problem.n, s.data_seed)["row"] for s in settings]
+    pools = _attacker_pools(problem, settings)
     union = np.unique(np.concatenate(pools))
     rows = np.concatenate([union, np.zeros(min(size, capacity) - len(union), np.int64)])
     orders = [
@@ -159,6 +171,30 @@ def _attacker_rows(problem, settings, capacity: int, length: int):
         for pool, s in zip(pools, settings, strict=True)
     ]
     return rows, np.stack(orders).astype(np.int32)
+
+
+def active_token_ids(problem, settings, vocab_size: int) -> np.ndarray:
+    """Sorted ids of the tokens in any run's attacker examples plus the padding id, padded to a
+    multiple of ``ACTIVE_ROWS_MULTIPLE`` (at most ``vocab_size``) with copies of the largest."""
+    rows = np.unique(np.concatenate(_attacker_pools(problem, settings)))
+    tokens = np.asarray(problem.train[TOKEN_KEY])[rows]
+    ids = np.union1d(tokens.reshape(-1), [PAD_ID]).astype(np.int32)
+    size = min(-(-len(ids) // ACTIVE_ROWS_MULTIPLE) * ACTIVE_ROWS_MULTIPLE, vocab_size)
+    return np.concatenate([ids, np.full(size - len(ids), ids[-1], np.int32)])
+
+
+def _program_model(target, problem, backbone_runs, probe: bool, active_rows: bool) -> tuple:
+    """``(logits_fn, backbone_params, frozen_rows)`` for the program of a group of runs."""
+    if probe:
+        return probe_logits, {}, {}
+    if not active_rows:
+        return backbone_logits(target.backbone.features), target.params, {}
+    path = target.backbone.embedding_path
+    table = get_path(target.params, path)
+    ids = active_token_ids(problem, backbone_runs, table.shape[0])
+    compact = replace_path(target.params, path, jnp.take(table, ids, axis=0))
+    features = active_rows_features(target.backbone.features, path)
+    return backbone_logits(features), compact, {"table": table, "ids": jnp.asarray(ids)}
 
 
 def _hparams(settings: Sequence[AttackSetting], orders: np.ndarray) -> dict[str, np.ndarray]:
@@ -234,9 +270,13 @@ def run_attacks(
     for index, setting in enumerate(settings):
         probe = setting.frozen_base and config.probe_features
         groups.setdefault((setting.family, probe), []).append(index)
+    # One active set for every backbone run of this call: one compact table, one program.
+    active_rows = config.active_rows and target.backbone.embedding_path is not None
+    backbone_runs = [s for s in settings if not (s.frozen_base and config.probe_features)]
 
     results: list[RunResult | None] = [None] * len(settings)
     eval_cache: dict[bool, tuple] = {}
+    model_cache: dict[bool, tuple] = {}
     for (family, probe), indices in groups.items():
         if probe not in eval_cache:
             eval_cache[probe] = tuple(
@@ -246,6 +286,11 @@ def run_attacks(
                 for arrays in (problem.val, problem.test)
             )
         val, test = eval_cache[probe]
+        if probe not in model_cache:
+            model_cache[probe] = _program_model(
+                target, problem, backbone_runs, probe, active_rows
+            )
+        logits_fn, backbone_params, frozen_rows = model_cache[probe]
         spec = ProgramSpec(
             family=family,
             num_blocks=math.ceil(max_steps / config.eval_every),
@@ -256,10 +301,9 @@ def run_attacks(
             fresh_head=target.head is None,
             feature_dim=target.backbone.feature_dim,
             with_test=test is not None,
+            active_rows=active_rows and not probe,
         )
-        logits_fn = probe_logits if probe else backbone_logits(target.backbone.features)
         program = compiled_program(spec, logits_fn)
-        backbone_params = {} if probe else target.params
         head = target.head if target.head is not None else {}
         for start in range(0, len(indices), config.max_parallel):
             chunk = indices[start : start + config.max_parallel]
@@ -279,6 +323,7 @@ def run_attacks(
                 train,
                 val,
                 test,
+                frozen_rows,
             )
             outputs = jax.device_get(outputs)
             labels = {"val": val[1], "test": None if test is None else test[1]}
