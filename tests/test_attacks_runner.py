@@ -9,11 +9,12 @@ import pytest
 
 from sdm_jax.attacks import program as program_module
 from sdm_jax.attacks.problem import AttackInputError, AttackProblem, AttackTarget
-from sdm_jax.attacks.runner import RunnerConfig, run_attacks
+from sdm_jax.attacks.runner import RunnerConfig, active_token_ids, run_attacks
 from sdm_jax.attacks.settings import AttackSetting
 from sdm_jax.attacks.timing import time_vectorised_vs_sequential
 from sdm_jax.data.toy import ToySpec, make_toy_task
 from sdm_jax.models.backbone import Backbone
+from sdm_jax.models.bert import BertConfig, bert_backbone
 from sdm_jax.models.heads import init_head, mlp_backbone
 
 # One program length and batch shape for every test, so tests share compiled programs.
@@ -207,3 +208,62 @@ def test_text_backbone_attacks_and_timing_helper():
     assert figures["max_curve_difference"] < 1e-5
     results = run_attacks(target, problem, settings, CONFIG)
     assert max(r.val["accuracy"] for r in results) > 0.65
+
+
+def _tiny_bert_problem():
+    """Attacker examples use ids below 30 only, validation and test the whole vocabulary of 60,
+    so evaluation reads rows the active-row table leaves out."""
+    config = BertConfig(
+        vocab_size=60,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+    )
+    backbone = bert_backbone(config)
+    target = AttackTarget("tiny-bert", backbone, backbone.init(jax.random.key(3)))
+    problem = AttackProblem(
+        "bad",
+        40,
+        _text_split(80, 3, vocab=30),
+        _text_split(120, 4, vocab=60),
+        _text_split(120, 5, vocab=60),
+    )
+    return target, problem
+
+
+def test_active_token_ids_cover_the_attacker_examples_only():
+    _, problem = _tiny_bert_problem()
+    settings = [AttackSetting(data_seed=s) for s in (0, 1)]
+    ids = active_token_ids(problem, settings, vocab_size=60)
+    assert len(ids) == 60 and ids[0] == 0 and np.all(np.diff(ids) >= 0)
+    used = set(np.unique(problem.train["input_ids"]).tolist()) | {0}
+    assert set(ids.tolist()) <= used and max(ids) < 30
+
+
+@pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", None), ("adamw", 0.5)])
+def test_active_rows_equal_the_dense_table(optimizer, weight_decay):
+    target, problem = _tiny_bert_problem()
+    settings = [
+        AttackSetting(
+            lr=3e-2,
+            steps=60 - 20 * s,
+            batch_size=8,
+            optimizer=optimizer,
+            weight_decay=weight_decay,
+            schedule=("constant", "cosine")[s],
+            seed=s,
+            data_seed=s,
+        )
+        for s in (0, 1)
+    ]
+    active = run_attacks(target, problem, settings, CONFIG)
+    dense = run_attacks(target, problem, settings, dataclasses.replace(CONFIG, active_rows=False))
+    np.testing.assert_allclose(_curves(active), _curves(dense), atol=1e-6)
+    for a, b in zip(active, dense, strict=True):
+        assert a.best_step == b.best_step
+        assert a.val == pytest.approx(b.val, abs=1e-5)
+        assert a.test == pytest.approx(b.test, abs=1e-5)
+    # the attack moved the model, so the comparison says something
+    assert any(r.best_step > 0 for r in active)
