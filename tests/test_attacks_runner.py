@@ -9,7 +9,7 @@ import pytest
 
 from sdm_jax.attacks import program as program_module
 from sdm_jax.attacks.problem import AttackInputError, AttackProblem, AttackTarget
-from sdm_jax.attacks.runner import RunnerConfig, active_token_ids, run_attacks
+from sdm_jax.attacks.runner import RunnerConfig, attacker_token_ids, run_attacks
 from sdm_jax.attacks.settings import AttackSetting
 from sdm_jax.attacks.timing import time_vectorised_vs_sequential
 from sdm_jax.data.toy import ToySpec, make_toy_task
@@ -213,6 +213,16 @@ def test_text_backbone_attacks_and_timing_helper():
 def _tiny_bert_problem():
     """Attacker examples use ids below 30 only, validation and test the whole vocabulary of 60,
     so evaluation reads rows the active-row table leaves out."""
+    return AttackProblem(
+        "bad",
+        40,
+        _text_split(80, 3, vocab=30),
+        _text_split(120, 4, vocab=60),
+        _text_split(120, 5, vocab=60),
+    )
+
+
+def _tiny_bert_target():
     config = BertConfig(
         vocab_size=60,
         hidden_size=8,
@@ -222,21 +232,13 @@ def _tiny_bert_problem():
         max_position_embeddings=16,
     )
     backbone = bert_backbone(config)
-    target = AttackTarget("tiny-bert", backbone, backbone.init(jax.random.key(3)))
-    problem = AttackProblem(
-        "bad",
-        40,
-        _text_split(80, 3, vocab=30),
-        _text_split(120, 4, vocab=60),
-        _text_split(120, 5, vocab=60),
-    )
-    return target, problem
+    return AttackTarget("tiny-bert", backbone, backbone.init(jax.random.key(3)))
 
 
-def test_active_token_ids_cover_the_attacker_examples_only():
-    _, problem = _tiny_bert_problem()
+def test_attacker_token_ids_cover_the_attacker_examples_only():
+    problem = _tiny_bert_problem()
     settings = [AttackSetting(data_seed=s) for s in (0, 1)]
-    ids = active_token_ids(problem, settings, vocab_size=60)
+    ids = attacker_token_ids(problem, settings, vocab_size=60)
     assert len(ids) == 60 and ids[0] == 0 and np.all(np.diff(ids) >= 0)
     used = set(np.unique(problem.train["input_ids"]).tolist()) | {0}
     assert set(ids.tolist()) <= used and max(ids) < 30
@@ -244,7 +246,7 @@ def test_active_token_ids_cover_the_attacker_examples_only():
 
 @pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", None), ("adamw", 0.5)])
 def test_active_rows_equal_the_dense_table(optimizer, weight_decay):
-    target, problem = _tiny_bert_problem()
+    target, problem = _tiny_bert_target(), _tiny_bert_problem()
     settings = [
         AttackSetting(
             lr=3e-2,

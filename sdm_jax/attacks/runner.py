@@ -173,7 +173,7 @@ def _attacker_rows(problem, settings, capacity: int, length: int):
     return rows, np.stack(orders).astype(np.int32)
 
 
-def active_token_ids(problem, settings, vocab_size: int) -> np.ndarray:
+def attacker_token_ids(problem, settings, vocab_size: int) -> np.ndarray:
     """Sorted ids of the tokens in any run's attacker examples plus the padding id, padded to a
     multiple of ``ACTIVE_ROWS_MULTIPLE`` (at most ``vocab_size``) with copies of the largest."""
     rows = np.unique(np.concatenate(_attacker_pools(problem, settings)))
@@ -191,7 +191,7 @@ def _program_model(target, problem, backbone_runs, probe: bool, active_rows: boo
         return backbone_logits(target.backbone.features), target.params, {}
     path = target.backbone.embedding_path
     table = get_path(target.params, path)
-    ids = active_token_ids(problem, backbone_runs, table.shape[0])
+    ids = attacker_token_ids(problem, backbone_runs, table.shape[0])
     compact = replace_path(target.params, path, jnp.take(table, ids, axis=0))
     features = active_rows_features(target.backbone.features, path)
     return backbone_logits(features), compact, {"table": table, "ids": jnp.asarray(ids)}
