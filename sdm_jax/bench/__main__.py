@@ -45,9 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="simulated attackers per outer step (vmapped, sharded on devices)")
     parser.add_argument("--inner-steps", type=int, nargs="+", default=[1, 4, 16, 64],
                         help="values of K to sweep")
-    parser.add_argument("--remat", nargs="+", default=["none"],
+    parser.add_argument("--remat", nargs="+", default=["sqrt"],
                         choices=["none", "full", "dots", "sqrt"],
-                        help="checkpoint policies to sweep (sqrt = nested, chunks of ~sqrt(K))")
+                        help="checkpoint policies to sweep (default sqrt = nested, chunks of "
+                             "~sqrt(K); 'none' at K=64 needs far more memory)")
     parser.add_argument("--order", nargs="+", default=["second"], choices=["second", "first"],
                         help="meta-gradient order(s) to sweep")
     parser.add_argument("--devices", type=int, nargs="+", default=[1],
