@@ -26,8 +26,8 @@ def test_cli_writes_positive_finite_figures(tmp_path):
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
     command = [
         sys.executable, "-m", "sdm_jax.bench", "--model", "test-micro", "--seq-len", "8",
-        "--batch", "2", "--inner-steps", "1", "--remat", "none", "--min-steps", "1", "--min-seconds", "0",
-        "--warmup-steps", "0", "--skip-peak", "--json", str(out),
+        "--batch", "2", "--inner-steps", "1", "--remat", "none", "--min-steps", "1",
+        "--min-seconds", "0", "--warmup-steps", "0", "--skip-peak", "--json", str(out),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
