@@ -42,6 +42,9 @@ class ModelConfig:
     - ``num_layers``: keep only the first N transformer layers (``null`` keeps all).
     - ``dtype``: compute dtype; parameters stay float32.
     - ``max_length``: tokens per text (padding and truncation to one static shape).
+    - ``pooling``: the features the heads read: ``pooler`` (tanh dense over ``[CLS]``, the
+      reference's choice) or ``mean`` (mean of the last hidden state over real tokens; use it
+      for sentence encoders such as MiniLM, whose ``[CLS]`` carries little).
     - ``mlp_width``, ``mlp_depth``: the toy MLP's shape.
     - ``pretrain_steps``, ``pretrain_lr``: toy MLP only: first train it on both tasks (Adam,
       batches of ``train.batch_size``) so that, like a pretrained encoder, the model to block
@@ -53,6 +56,7 @@ class ModelConfig:
     num_layers: int | None = None
     dtype: Literal["float32", "bfloat16"] = "float32"
     max_length: int = 128
+    pooling: Literal["pooler", "mean"] = "pooler"
     mlp_width: int = 50
     mlp_depth: int = 4
     pretrain_steps: int = 0

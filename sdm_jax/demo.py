@@ -27,10 +27,13 @@ BASELINE_OVERRIDES = {
     "finetuned": ["mlac.inner_steps=0", "mlac.l_linear_mi=0", "mlac.l_bad_adapted_grad=0"],
 }
 DEMO_NS = (20, 100)
+# Linear-probe attacks (frozen base): features are computed once per model, so the whole grid
+# fits a CPU in minutes. eval.py's default search adds full fine-tuning, which on a 2-core CPU
+# costs tens of minutes per model even at this scale.
 DEMO_SEARCH = SearchConfig(
-    method="tpe", max_trials=4, patience=4, trials_per_batch=4, num_seeds=3,
-    space=SearchSpace(steps_range=(50, 100, 50), batch_sizes=(8, 16), frozen_base=(False, True)),
-    runner=RunnerConfig(eval_every=25, max_parallel=8),
+    method="tpe", max_trials=8, patience=8, trials_per_batch=8, num_seeds=5,
+    space=SearchSpace(steps_range=(100, 300, 100), batch_sizes=(8, 16), frozen_base=(True,)),
+    runner=RunnerConfig(eval_every=50),
 )
 
 
@@ -61,9 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(CONFIG)
     print(f"sdm-jax demo, DEMO SCALE: {config.model.num_layers}-layer MiniLM, "
           f"{config.model.max_length} tokens, K={config.mlac.inner_steps}, "
-          f"{config.train.outer_steps} outer steps, {DEMO_SEARCH.max_trials} search trials and "
-          f"{DEMO_SEARCH.num_seeds} seeds per cell. Shows the pipeline, not the paper's numbers "
-          "(README: 'Paper-scale runs').")
+          f"{config.train.outer_steps} outer steps; linear-probe attacks with "
+          f"{DEMO_SEARCH.max_trials} search trials and {DEMO_SEARCH.num_seeds} seeds per cell. "
+          "It shows the pipeline, not the paper's numbers (README: 'Paper-scale runs').")
     blocked = _train("blocked", [], args.out, progress)
     baselines = {name: str(_train(name, overrides, args.out, progress))
                  for name, overrides in BASELINE_OVERRIDES.items()}

@@ -98,8 +98,11 @@ def _own_head(directory: Path) -> Params | None:
     return {"kernel": np.concatenate([heads["good.weight"], heads["bad.weight"]]).T}
 
 
-def load_model(model_id: str, location: str, task: PreparedTask) -> tuple[AttackTarget, Params]:
-    """An attack target for ``location`` and its own classification head (or ``None``)."""
+def load_model(
+    model_id: str, location: str, task: PreparedTask, pooling: str = "pooler"
+) -> tuple[AttackTarget, Params]:
+    """An attack target for ``location`` and its own classification head (or ``None``);
+    text models are read with ``pooling``, as the run being evaluated was trained."""
     path = Path(location).expanduser()
     directory = export_dir(path) if path.is_dir() else None
     if task.encoder is None:
@@ -120,7 +123,8 @@ def load_model(model_id: str, location: str, task: PreparedTask) -> tuple[Attack
             f"run's tokenizer ({task.encoder.config.vocab_size}); attack it with its own run"
         )
     own_head = _own_head(directory) if directory is not None else None
-    return AttackTarget(model_id, encoder.backbone, encoder.params), own_head
+    # Every text model is read the way the run's heads were trained to read it.
+    return AttackTarget(model_id, encoder.backbone_with(pooling), encoder.params), own_head
 
 
 def check_location(location: str, config: Config) -> None:
@@ -184,8 +188,9 @@ def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
         check_location(location, config)
     task = prepare_task(config)
     blocked = export_dir(plan.run_dir)
-    targets_with_heads = [load_model("blocked", str(blocked), task)]
-    targets_with_heads += [load_model(model_id, location, task)
+    pooling = config.model.pooling
+    targets_with_heads = [load_model("blocked", str(blocked), task, pooling)]
+    targets_with_heads += [load_model(model_id, location, task, pooling)
                            for model_id, location in plan.models.items()]
     targets = [target for target, _ in targets_with_heads]
     targets += [baseline_target(name, task, config.train.seed) for name in plan.baselines]

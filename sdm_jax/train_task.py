@@ -85,7 +85,8 @@ def prepare_task(config: Config) -> PreparedTask:
         text = load_task(config.data)
         cache = Path(config.data.cache_dir).expanduser() if config.data.cache_dir else DEFAULT_CACHE
         splits = tokenize_task(text, encoder.tokenizer, config.model.max_length, cache / "tokens")
-        task = PreparedTask(encoder.backbone, encoder.params, splits, text.good_names,
+        task = PreparedTask(encoder.backbone_with(config.model.pooling), encoder.params, splits,
+                            text.good_names,
                             text.bad_names, encoder)
     check_task(task)
     return task

@@ -120,3 +120,16 @@ def test_padding_row_gets_no_gradient():
     table_grad = np.asarray(grads["embeddings"]["word_embeddings"]["embedding"])
     assert np.all(table_grad[encoder.config.pad_token_id] == 0.0)
     assert np.any(table_grad[batch["input_ids"][0, 1]] != 0.0)
+
+
+def test_mean_pooling_averages_real_tokens_only(minilm):
+    expected = _expected("minilm")
+    batch = {k: expected[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    features = np.asarray(minilm.backbone_with("mean").features(minilm.params, batch))
+    hidden, pooled = minilm.apply(minilm.params, **batch)
+    mask = batch["attention_mask"][..., None]
+    np.testing.assert_allclose(features, (np.asarray(hidden) * mask).sum(1) / mask.sum(1),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(minilm.backbone.features(minilm.params, batch), pooled)
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        minilm.backbone_with("max")

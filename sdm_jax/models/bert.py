@@ -286,16 +286,36 @@ def init_bert_params(config: BertConfig, key: jax.Array) -> Params:
     return {**params, "embeddings": embeddings}
 
 
-def bert_backbone(config: BertConfig, dtype: Any = jnp.float32) -> Backbone:
-    """BERT as a :class:`Backbone` whose features are the pooler output (float32)."""
+POOLINGS = ("pooler", "mean")
+
+
+def _mean_pool(hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
+    mask = attention_mask.astype(jnp.float32)[..., None]
+    return jnp.sum(hidden.astype(jnp.float32) * mask, axis=-2) / jnp.maximum(
+        jnp.sum(mask, axis=-2), 1.0
+    )
+
+
+def bert_backbone(config: BertConfig, dtype: Any = jnp.float32,
+                  pooling: str = "pooler") -> Backbone:
+    """BERT as a :class:`Backbone` with float32 features.
+
+    ``pooling="pooler"`` (the reference's choice) uses the tanh pooler over ``[CLS]``;
+    ``"mean"`` averages the last hidden state over real tokens, which is how sentence
+    encoders such as all-MiniLM-L6-v2 were trained (their ``[CLS]`` and pooler carry little).
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose from {POOLINGS}")
 
     def features(params: Params, batch: Batch) -> jax.Array:
-        _, pooled = bert_apply(params, batch["input_ids"], batch["attention_mask"],
-                               batch.get("token_type_ids"), config=config, dtype=dtype)
+        hidden, pooled = bert_apply(params, batch["input_ids"], batch["attention_mask"],
+                                    batch.get("token_type_ids"), config=config, dtype=dtype)
+        if pooling == "mean":
+            return _mean_pool(hidden, batch["attention_mask"])
         return pooled.astype(jnp.float32)
 
     return Backbone(
-        name=f"bert-L{config.num_hidden_layers}-H{config.hidden_size}",
+        name=f"bert-L{config.num_hidden_layers}-H{config.hidden_size}-{pooling}",
         features=features,
         init=functools.partial(init_bert_params, config),
         feature_dim=config.hidden_size,

@@ -50,7 +50,12 @@ class Encoder:
 
     @property
     def backbone(self) -> Backbone:
+        """The encoder as a :class:`Backbone` whose features are the pooler output."""
         return bert_backbone(self.config, self.dtype)
+
+    def backbone_with(self, pooling: str) -> Backbone:
+        """The encoder as a :class:`Backbone` with ``pooling`` ``"pooler"`` or ``"mean"``."""
+        return bert_backbone(self.config, self.dtype, pooling)
 
 
 def embedded_model_dir() -> Path:
