@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attack learning rates searched (log-uniform)")
     parser.add_argument("--batch-sizes", type=_ints, default=(8, 16, 32),
                         help="attack batch sizes searched")
+    parser.add_argument("--attack-modes", type=_names, default=("full", "frozen"),
+                        help="attacks searched: full (fine-tune everything) and/or frozen "
+                             "(linear probe on the frozen encoder)")
     parser.add_argument("--optimizers", type=_names, default=("adam",),
                         help="attack optimizers searched: adam, adamw, sgd, sgd_momentum, "
                              "rmsprop")
@@ -75,8 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len(args.steps) != 3:
             raise ValueError(f"--steps expects FIRST,LAST,STRIDE, got {args.steps}")
+        unknown_modes = set(args.attack_modes) - {"full", "frozen"}
+        if unknown_modes or not args.attack_modes:
+            raise ValueError(f"--attack-modes takes full and/or frozen, got {args.attack_modes}")
+        frozen_base = tuple(mode == "frozen" for mode in args.attack_modes)
         space = SearchSpace(lr_range=args.lr_range, steps_range=args.steps,
-                            batch_sizes=args.batch_sizes, optimizers=args.optimizers)
+                            batch_sizes=args.batch_sizes, frozen_base=frozen_base,
+                            optimizers=args.optimizers)
         search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,
                               trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,
                               seed=args.seed, space=space,

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
-from sdm_jax.config import load_config
+from sdm_jax.config import config_to_yaml, load_config
 from sdm_jax.evaluate import EvalPlan, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,13 +41,18 @@ def _train(name: str, overrides: list[str], out: Path, progress: bool) -> Path:
     from sdm_jax.train_loop import train_and_evaluate
 
     run_dir = out / name
+    config = load_config(CONFIG, overrides)
+    saved_config = run_dir / "config.yaml"
+    if saved_config.is_file() and saved_config.read_text() != config_to_yaml(config):
+        raise SystemExit(f"error: {run_dir} was trained with another config; remove {out} "
+                         "to train the demo again")
     summary_file = run_dir / "summary.json"
     if summary_file.is_file() and not json.loads(summary_file.read_text())["stopped_early"]:
         print(f"[{name}] reusing the finished run in {run_dir}")
         return run_dir
     print(f"[{name}] training ({' '.join(overrides) or 'configs/bios_minilm.yaml as it is'})")
     started = time.perf_counter()
-    summary = train_and_evaluate(load_config(CONFIG, overrides), run_dir, progress=progress)
+    summary = train_and_evaluate(config, run_dir, progress=progress)
     print(f"[{name}] {summary['final_step']} outer steps in {time.perf_counter() - started:.0f} s"
           f" ({summary.get('steps_per_s', float('nan')):.2f} steps/s after compiling)")
     return run_dir

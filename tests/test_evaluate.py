@@ -98,3 +98,8 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
     with pytest.raises(ValueError, match="id=path_or_hub_id"):
         parse_models(["just-a-path"])
+
+
+def test_cli_rejects_an_unknown_attack_mode(tmp_path, capsys):
+    assert eval_cli.main(["--run-dir", str(tmp_path), "--attack-modes", "full,lora"]) == 2
+    assert "--attack-modes takes full and/or frozen" in capsys.readouterr().err
