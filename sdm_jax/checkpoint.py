@@ -9,8 +9,6 @@ checkpoint intact. Kept: the latest ``keep`` checkpoints plus the best by valida
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
+
+from sdm_jax.atomic import write_text_atomic
 
 CHECKPOINT_FORMAT = 1
 
@@ -27,28 +27,6 @@ class RestoreError(ValueError):
 
 
 # --------------------------------------------------------------------------- result files
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write beside ``path`` and rename over it: readers see the old or the new file, never
-    half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: str | Path, value: Any) -> Path:
-    return write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def append_jsonl(path: str | Path, record: Mapping[str, Any]) -> None:

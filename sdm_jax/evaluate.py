@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from sdm_jax.atomic import write_text_atomic
 from sdm_jax.attacks import (
     AttackTarget,
     CellResult,
@@ -26,7 +27,6 @@ from sdm_jax.attacks import (
     write_report,
 )
 from sdm_jax.attacks.metrics import accuracy
-from sdm_jax.attacks.report_io import atomic_write_text
 from sdm_jax.config import Config, load_config
 from sdm_jax.models import CheckpointError, head_logits, load_encoder, mlp_backbone
 from sdm_jax.models.backbone import Params
@@ -202,8 +202,8 @@ def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
                  for target, head in targets_with_heads if head is not None}
     if retention:
         report = paths["report.md"].read_text() + retention_markdown(retention, "test")
-        atomic_write_text(paths["report.md"], report)
-        atomic_write_text(plan.output / "retention.json", json.dumps(retention, indent=1) + "\n")
+        write_text_atomic(paths["report.md"], report)
+        write_text_atomic(plan.output / "retention.json", json.dumps(retention, indent=1) + "\n")
         paths["retention.json"] = plan.output / "retention.json"
     return paths, cells
 

@@ -22,13 +22,8 @@ from tqdm import tqdm
 
 from sdm_jax import parallel
 from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
-from sdm_jax.checkpoint import (
-    RunCheckpoints,
-    append_jsonl,
-    truncate_jsonl,
-    write_json_atomic,
-    write_text_atomic,
-)
+from sdm_jax.atomic import write_json_atomic, write_text_atomic
+from sdm_jax.checkpoint import RunCheckpoints, append_jsonl, truncate_jsonl
 from sdm_jax.config import Config, config_fingerprint, config_to_yaml, flat_items, ignored_keys
 from sdm_jax.train_task import (
     MetaBatchSource,

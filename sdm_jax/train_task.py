@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from sdm_jax.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from sdm_jax.blocking.settings import MLACSettings
-from sdm_jax.checkpoint import write_json_atomic, write_text_atomic
 from sdm_jax.config import Config, config_to_yaml
 from sdm_jax.data import (
     BatchSampler,
@@ -42,6 +42,7 @@ from sdm_jax.models import (
     split_logits,
 )
 from sdm_jax.models.backbone import Backbone, Params
+from sdm_jax.models.hf_io import flatten
 
 Arrays = dict[str, np.ndarray]
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -219,19 +220,13 @@ def validation_meta_batches(
 # --------------------------------------------------------------------------- export
 
 
-def _flat_tensors(tree: Params, prefix: str = "") -> dict[str, np.ndarray]:
-    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
-    return {prefix + ".".join(str(getattr(k, "key", k)) for k in path): np.ascontiguousarray(v)
-            for path, v in flat}
-
-
-def _save_safetensors(path: Path, tensors: Mapping[str, np.ndarray]) -> None:
+def _save_safetensors(path: Path, tree: Params) -> None:
+    """A parameter tree as safetensors with dotted names (``layer_0.kernel``)."""
     from safetensors.numpy import save
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(save(dict(tensors), metadata={"format": "np"}))
-    temporary.replace(path)
+    tensors = {".".join(name): np.ascontiguousarray(value)
+               for name, value in flatten(jax.device_get(tree)).items()}
+    write_bytes_atomic(path, save(tensors, metadata={"format": "np"}))
 
 
 def export_model(directory: Path, task: PreparedTask, params: Params, config: Config) -> Path:
@@ -244,12 +239,11 @@ def export_model(directory: Path, task: PreparedTask, params: Params, config: Co
         save_pretrained(directory, params["backbone"], task.encoder.config,
                         task.encoder.tokenizer)
     else:
-        _save_safetensors(directory / "params.safetensors", _flat_tensors(params["backbone"]))
+        _save_safetensors(directory / "params.safetensors", params["backbone"])
         model = {"kind": "mlp", "input_dim": config.toy.dim, "width": config.model.mlp_width,
                  "depth": config.model.mlp_depth}
         write_text_atomic(directory / "model.json", json.dumps(model, indent=2) + "\n")
-    _save_safetensors(directory / "heads.safetensors",
-                      {k: np.ascontiguousarray(v) for k, v in heads.items()})
+    _save_safetensors(directory / "heads.safetensors", heads)
     write_json_atomic(directory / "labels.json",
                       {"good": list(task.good_names), "bad": list(task.bad_names)})
     write_text_atomic(directory / "train_config.yaml", config_to_yaml(config))

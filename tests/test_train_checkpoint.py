@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from sdm_jax.atomic import write_json_atomic
 from sdm_jax.blocking import MLACSettings, init_train_state
 from sdm_jax.checkpoint import (
     RestoreError,
@@ -13,7 +14,6 @@ from sdm_jax.checkpoint import (
     append_jsonl,
     read_jsonl,
     truncate_jsonl,
-    write_json_atomic,
 )
 from sdm_jax.models import mlp_backbone
 

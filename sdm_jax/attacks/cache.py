@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from sdm_jax.attacks.report_io import atomic_write_text
+from sdm_jax.atomic import write_text_atomic
 from sdm_jax.attacks.search import CellResult
 
 
@@ -38,5 +38,5 @@ class CellCache:
 
     def store(self, cell: CellResult, fingerprint: str) -> Path:
         path = self.path(cell.model_id, cell.task, cell.n, fingerprint)
-        atomic_write_text(path, json.dumps(cell.to_dict(), indent=1) + "\n")
+        write_text_atomic(path, json.dumps(cell.to_dict(), indent=1) + "\n")
         return path

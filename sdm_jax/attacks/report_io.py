@@ -6,33 +6,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from sdm_jax.atomic import write_bytes_atomic, write_text_atomic
 from sdm_jax.attacks.report import csv_text, markdown_report, run_rows, summary_rows
 from sdm_jax.attacks.search import CellResult
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def blocking_figure(summary: Sequence[dict], harmful_task: str, desired_task: str) -> Figure:
@@ -84,13 +66,13 @@ def write_report(
     paths = {name: out_dir / name for name in ("results.json", "results.csv", "report.md")}
     paths["blocking.png"] = out_dir / "blocking.png"
     document = {"summary": summary, "cells": [cell.to_dict() for cell in cells]}
-    atomic_write_text(paths["results.json"], json.dumps(document, indent=1) + "\n")
-    atomic_write_text(paths["results.csv"], csv_text(run_rows(cells)))
-    atomic_write_text(
+    write_text_atomic(paths["results.json"], json.dumps(document, indent=1) + "\n")
+    write_text_atomic(paths["results.csv"], csv_text(run_rows(cells)))
+    write_text_atomic(
         paths["report.md"],
         markdown_report(summary, harmful_task, desired_task, pretrained_id, random_id),
     )
     image = io.BytesIO()
     blocking_figure(summary, harmful_task, desired_task).savefig(image, format="png", dpi=100)
-    atomic_write_bytes(paths["blocking.png"], image.getvalue())
+    write_bytes_atomic(paths["blocking.png"], image.getvalue())
     return paths

@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from sdm_jax.atomic import write_text_atomic
 from sdm_jax.bench.flops import MODEL_SHAPES
 from sdm_jax.bench.report import markdown_table
 from sdm_jax.bench.workload import Workload
@@ -236,9 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"K={ratio['K']}: JAX outer step is {ratio['jax_over_torch_speed']:.2f}x "
               f"the PyTorch reference's speed (CPU-time ratio {ratio['jax_over_torch_cpu_time']})")
     if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(summary, indent=1))
-        tmp.replace(args.json)
+        write_text_atomic(args.json, json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@ change to one of them misses.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from sdm_jax.atomic import write_bytes_atomic
 from sdm_jax.data.errors import DataError
 from sdm_jax.data.sources import TaskData
 
@@ -100,16 +101,9 @@ def _save(path: Path, arrays: dict[str, dict[str, np.ndarray]]) -> None:
     flat = {
         f"{split}.{key}": value for split, group in arrays.items() for key, value in group.items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a reader never sees a half-written cache file.
-    handle, temporary = tempfile.mkstemp(prefix=".tokens-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **flat)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    buffer = io.BytesIO()
+    np.savez(buffer, **flat)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _load(path: Path) -> dict[str, dict[str, np.ndarray]]:
