@@ -28,11 +28,17 @@ from sdm_jax.attacks import (
 )
 from sdm_jax.attacks.metrics import accuracy
 from sdm_jax.config import Config, load_config
-from sdm_jax.models import CheckpointError, head_logits, load_encoder, mlp_backbone
+from sdm_jax.models import (
+    CheckpointError,
+    head_logits,
+    load_encoder,
+    mlp_backbone,
+    split_logits,
+)
 from sdm_jax.models.backbone import Params
 from sdm_jax.models.encoder import resolve_model_dir
 from sdm_jax.models.hf_io import read_config
-from sdm_jax.train_task import PreparedTask, prepare_task
+from sdm_jax.train_task import PreparedTask, load_tree_safetensors, prepare_task
 
 BASELINES = ("pretrained", "random")
 RUN_CONFIG = "config.yaml"
@@ -79,13 +85,8 @@ def export_dir(path: Path) -> Path:
 
 
 def _load_mlp_export(directory: Path) -> tuple[Params, Mapping]:
-    from safetensors.numpy import load_file
-
-    from sdm_jax.models.hf_io import unflatten
-
     shape = json.loads((directory / "model.json").read_text())
-    flat = load_file(str(directory / "params.safetensors"))
-    return unflatten({tuple(name.split(".")): value for name, value in flat.items()}), shape
+    return load_tree_safetensors(directory / "params.safetensors"), shape
 
 
 def _own_head(directory: Path) -> Params | None:
@@ -153,7 +154,7 @@ def own_head_accuracy(target: AttackTarget, head: Params, task: PreparedTask, sp
     arrays = task.splits[split]
     features = compute_features(target, arrays, chunk_size=FEATURE_CHUNK)
     logits = np.asarray(head_logits(head, features))
-    good, bad = logits[:, : task.num_good], logits[:, task.num_good:]
+    good, bad = split_logits(logits, task.num_good)
     return {"good": accuracy(arrays["good"], good.argmax(-1)),
             "bad": accuracy(arrays["bad"], bad.argmax(-1))}
 
@@ -197,14 +198,13 @@ def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
     cells = evaluate_grid(targets, task.splits, tasks=plan.tasks, ns=plan.ns,
                           config=plan.search, cache_dir=plan.output / "cache",
                           progress=plan.progress)
-    paths = write_report(plan.output, cells)
     retention = {target.model_id: own_head_accuracy(target, head, task, "test")
                  for target, head in targets_with_heads if head is not None}
+    paths = write_report(plan.output, cells,
+                         extra_markdown=retention_markdown(retention, "test") if retention else "")
     if retention:
-        report = paths["report.md"].read_text() + retention_markdown(retention, "test")
-        write_text_atomic(paths["report.md"], report)
-        write_text_atomic(plan.output / "retention.json", json.dumps(retention, indent=1) + "\n")
-        paths["retention.json"] = plan.output / "retention.json"
+        paths["retention.json"] = write_text_atomic(plan.output / "retention.json",
+                                                    json.dumps(retention, indent=1) + "\n")
     return paths, cells
 
 

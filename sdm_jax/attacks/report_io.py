@@ -59,8 +59,10 @@ def write_report(
     desired_task: str = "good",
     pretrained_id: str = "pretrained",
     random_id: str = "random",
+    extra_markdown: str = "",
 ) -> dict[str, Path]:
-    """Write the four report files into ``out_dir``; return their paths by name."""
+    """Write the four report files into ``out_dir``; return their paths by name.
+    ``extra_markdown`` is appended to ``report.md`` (e.g. the models' own-head accuracy)."""
     out_dir = Path(out_dir)
     summary = summary_rows(cells)
     paths = {name: out_dir / name for name in ("results.json", "results.csv", "report.md")}
@@ -70,7 +72,8 @@ def write_report(
     write_text_atomic(paths["results.csv"], csv_text(run_rows(cells)))
     write_text_atomic(
         paths["report.md"],
-        markdown_report(summary, harmful_task, desired_task, pretrained_id, random_id),
+        markdown_report(summary, harmful_task, desired_task, pretrained_id, random_id)
+        + extra_markdown,
     )
     image = io.BytesIO()
     blocking_figure(summary, harmful_task, desired_task).savefig(image, format="png", dpi=100)

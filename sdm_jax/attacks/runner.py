@@ -30,7 +30,7 @@ from sdm_jax.attacks.program import (
     probe_logits,
 )
 from sdm_jax.attacks.settings import AttackSetting, validate_settings
-from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, get_path, replace_path
+from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, compact_embedding, get_path
 from sdm_jax.data.sampler import random_subset
 
 # Active-row tables are padded to a multiple of this, so similar attacker sets share a program.
@@ -192,7 +192,7 @@ def _program_model(target, problem, backbone_runs, probe: bool, active_rows: boo
     path = target.backbone.embedding_path
     table = get_path(target.params, path)
     ids = attacker_token_ids(problem, backbone_runs, table.shape[0])
-    compact = replace_path(target.params, path, jnp.take(table, ids, axis=0))
+    compact = compact_embedding(target.params, path, ids)
     features = active_rows_features(target.backbone.features, path)
     return backbone_logits(features), compact, {"table": table, "ids": jnp.asarray(ids)}
 

@@ -296,9 +296,13 @@ def _mean_pool(hidden: jax.Array, attention_mask: jax.Array) -> jax.Array:
     )
 
 
+@functools.cache
 def bert_backbone(config: BertConfig, dtype: Any = jnp.float32,
                   pooling: str = "pooler") -> Backbone:
     """BERT as a :class:`Backbone` with float32 features.
+
+    Cached: every model of one architecture gets the same feature function, so jitted
+    programs keyed on it (outer steps, attacks) compile once, not once per loaded model.
 
     ``pooling="pooler"`` (the reference's choice) uses the tanh pooler over ``[CLS]``;
     ``"mean"`` averages the last hidden state over real tokens, which is how sentence

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -33,8 +35,10 @@ def _init_linear(key: jax.Array, fan_in: int, fan_out: int) -> Params:
     }
 
 
+@functools.cache
 def mlp_backbone(input_dim: int = 25, width: int = 50, depth: int = 4) -> Backbone:
-    """``depth`` ReLU layers of ``width`` units; the features are the last hidden layer."""
+    """``depth`` ReLU layers of ``width`` units; the features are the last hidden layer.
+    Cached for the same reason as :func:`~sdm_jax.models.bert.bert_backbone`."""
 
     def init(key: jax.Array) -> Params:
         keys = jax.random.split(key, depth)
