@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from sdm_jax import parallel
-from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
 from sdm_jax.atomic import write_json_atomic, write_text_atomic
+from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
 from sdm_jax.checkpoint import RunCheckpoints, append_jsonl, truncate_jsonl
 from sdm_jax.config import Config, config_fingerprint, config_to_yaml, flat_items, ignored_keys
 from sdm_jax.train_task import (
@@ -104,6 +104,12 @@ def _print(message: str, bar: tqdm | None) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def run_checkpoints(config: Config, run_dir: str | Path) -> RunCheckpoints:
+    """The checkpoints of the run in ``run_dir``, refusing those of an incompatible config."""
+    return RunCheckpoints(Path(run_dir) / "checkpoints", config.train.keep_checkpoints,
+                          config_fingerprint(config), flat_items(config), ignored_keys(config))
+
+
 def train_and_evaluate(
     config: Config, run_dir: str | Path | None = None, *, progress: bool | None = None
 ) -> dict[str, Any]:
@@ -127,9 +133,7 @@ def train_and_evaluate(
                              settings, train.seed, head=task.head)
     source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
     validate = _Validator(task, config)
-    checkpoints = RunCheckpoints(run_dir / "checkpoints", train.keep_checkpoints,
-                                 config_fingerprint(config), flat_items(config),
-                                 ignored_keys(config))
+    checkpoints = run_checkpoints(config, run_dir)
     start, best_loss, best_step, resumed_from = 0, math.inf, None, None
     if checkpoints.latest_step() is not None:
         state, samplers, metadata = checkpoints.restore(state)
@@ -240,9 +244,7 @@ def load_run_state(config: Config, run_dir: str | Path, step: int | None = None)
     task = prepare_task(config)
     target = init_train_state(task.backbone, task.backbone_params, task.num_good,
                               task.num_bad, config.mlac, config.train.seed, head=task.head)
-    checkpoints = RunCheckpoints(Path(run_dir) / "checkpoints", config.train.keep_checkpoints,
-                                 config_fingerprint(config), flat_items(config),
-                                 ignored_keys(config))
+    checkpoints = run_checkpoints(config, run_dir)
     try:
         state, _, _ = checkpoints.restore(target, step)
     finally:

@@ -42,7 +42,7 @@ from sdm_jax.models import (
     split_logits,
 )
 from sdm_jax.models.backbone import Backbone, Params
-from sdm_jax.models.hf_io import flatten
+from sdm_jax.models.hf_io import flatten, unflatten
 
 Arrays = dict[str, np.ndarray]
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -220,13 +220,21 @@ def validation_meta_batches(
 # --------------------------------------------------------------------------- export
 
 
-def _save_safetensors(path: Path, tree: Params) -> None:
+def save_tree_safetensors(path: Path, tree: Params) -> None:
     """A parameter tree as safetensors with dotted names (``layer_0.kernel``)."""
     from safetensors.numpy import save
 
     tensors = {".".join(name): np.ascontiguousarray(value)
                for name, value in flatten(jax.device_get(tree)).items()}
     write_bytes_atomic(path, save(tensors, metadata={"format": "np"}))
+
+
+def load_tree_safetensors(path: Path) -> Params:
+    """The inverse of :func:`save_tree_safetensors`."""
+    from safetensors.numpy import load_file
+
+    return unflatten({tuple(name.split(".")): value
+                      for name, value in load_file(str(path)).items()})
 
 
 def export_model(directory: Path, task: PreparedTask, params: Params, config: Config) -> Path:
@@ -239,11 +247,11 @@ def export_model(directory: Path, task: PreparedTask, params: Params, config: Co
         save_pretrained(directory, params["backbone"], task.encoder.config,
                         task.encoder.tokenizer)
     else:
-        _save_safetensors(directory / "params.safetensors", params["backbone"])
+        save_tree_safetensors(directory / "params.safetensors", params["backbone"])
         model = {"kind": "mlp", "input_dim": config.toy.dim, "width": config.model.mlp_width,
                  "depth": config.model.mlp_depth}
         write_text_atomic(directory / "model.json", json.dumps(model, indent=2) + "\n")
-    _save_safetensors(directory / "heads.safetensors", heads)
+    save_tree_safetensors(directory / "heads.safetensors", heads)
     write_json_atomic(directory / "labels.json",
                       {"good": list(task.good_names), "bad": list(task.bad_names)})
     write_text_atomic(directory / "train_config.yaml", config_to_yaml(config))

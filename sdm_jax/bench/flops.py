@@ -89,9 +89,3 @@ def outer_step_flops(
         reverse = 2 * primal
     equivalents = float(primal + pullbacks * reverse)
     return StepFlops(forward=forward, forward_equivalents=equivalents, total=forward * equivalents)
-
-
-def matmul_parameter_count(config: BertConfig) -> int:
-    """Parameters that take part in matmuls per token (no embeddings): for the README's notes."""
-    hidden, inner = config.hidden_size, config.intermediate_size
-    return config.num_hidden_layers * (4 * hidden * hidden + 2 * hidden * inner)

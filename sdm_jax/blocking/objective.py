@@ -30,6 +30,7 @@ from sdm_jax.blocking.losses import (
 )
 from sdm_jax.blocking.settings import MAXIMISED_TERMS, MLACSettings
 from sdm_jax.models.backbone import Backbone, Batch, Params
+from sdm_jax.models.heads import split_logits
 
 
 def late_step_weights(num_sets: int, power: float) -> jax.Array:
@@ -119,13 +120,10 @@ def one_attacker(
             final_grad_norm=False,
         )
         weight = outer_batch["weight"]
-        good_ce = cross_entropy(good.outer_logits[..., :num_good], outer_batch["good"], weight)
-        terms["good_adapted"] = jnp.mean(good_ce)
-        final_bad = good.outer_logits[-1, :, num_good:]
-        terms["good_adapted_bad"] = cross_entropy(final_bad, outer_batch["bad"], weight)
-        metrics["acc/good_adapted_final"] = accuracy(
-            good.outer_logits[-1, :, :num_good], outer_batch["good"], weight
-        )
+        good_z, bad_z = split_logits(good.outer_logits, num_good)
+        terms["good_adapted"] = jnp.mean(cross_entropy(good_z, outer_batch["good"], weight))
+        terms["good_adapted_bad"] = cross_entropy(bad_z[-1], outer_batch["bad"], weight)
+        metrics["acc/good_adapted_final"] = accuracy(good_z[-1], outer_batch["good"], weight)
         metrics["active_rows_missing"] = metrics["active_rows_missing"] + good.active_rows_missing
     return terms, metrics
 
@@ -141,7 +139,7 @@ def base_terms(
     """Terms of the unadapted model on the outer batch."""
     logits, features = forward(backbone, params, outer_batch)
     weight = outer_batch["weight"]
-    good_logits, bad_logits = logits[:, :num_good], logits[:, num_good:]
+    good_logits, bad_logits = split_logits(logits, num_good)
     terms = {
         "good_base": cross_entropy(good_logits, outer_batch["good"], weight),
         "bad_base": cross_entropy(bad_logits, outer_batch["bad"], weight),

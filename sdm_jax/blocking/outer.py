@@ -155,9 +155,10 @@ def make_meta_objective(
         adapted, attacker_metrics = jax.vmap(attack, in_axes=(0, 0, outer_axis))(
             keys, inner, outer
         )
+        missing_rows = attacker_metrics.pop("active_rows_missing")
         terms.update(jax.tree.map(jnp.mean, adapted))
         metrics.update(jax.tree.map(jnp.mean, attacker_metrics))
-        metrics["active_rows_missing"] = jnp.sum(attacker_metrics["active_rows_missing"])
+        metrics["active_rows_missing"] = jnp.sum(missing_rows)
         model_loss = signed_total(terms, settings)
         attacker_loss = terms["bad_adapted"]
         metrics.update({f"term/{name}": value for name, value in terms.items()})
@@ -221,7 +222,6 @@ class OuterStep:
         num_bad: int,
         mesh: Mesh | None = None,
     ):
-        self.settings = settings
         self.trace_count = 0
         attacker_sharding = None
         jit_kwargs: dict = {"donate_argnums": 0}
