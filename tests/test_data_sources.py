@@ -87,24 +87,55 @@ def _bios_rows(count: int) -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("as_frame", [False, True])
-def test_bios_pkl_is_split_85_5_10_and_scrubbed(tmp_path, as_frame):
+@pytest.mark.parametrize(
+    ("as_frame", "scrub", "scrubbed"),
+    [
+        (False, None, "Bio 1: They is a professor. Their work and their HIM himself."),
+        (True, None, "Bio 1: They is a professor. Their work and their HIM himself."),
+        (False, "thorough", "Bio 1: They is a professor. Their work and their THEIR themself."),
+    ],
+)
+def test_bios_pkl_is_split_85_5_10_and_scrubbed(tmp_path, as_frame, scrub, scrubbed):
     rows = _bios_rows(200)
     with (tmp_path / "BIOS.pkl").open("wb") as handle:
         pickle.dump(pd.DataFrame(rows) if as_frame else rows, handle)
-    spec = DataSpec(source="bios_pkl", path=str(tmp_path / "BIOS.pkl"))
+    mode = {} if scrub is None else {"scrub": scrub}  # None: the default, reference
+    spec = DataSpec(source="bios_pkl", path=str(tmp_path / "BIOS.pkl"), **mode)
     task = load_task(spec)
     assert {k: len(v) for k, v in task.splits.items()} == {
         "train": 170, "val1": 5, "val2": 5, "test": 20}  # fmt: skip
     every = sum((_texts(split) for split in task.splits.values()), [])
     assert len(set(every)) == 200
     first = next(t for t in every if t.startswith("Bio 1:"))
-    assert first == "Bio 1: They is a professor. Their work and their THEIR themself."
+    assert first == scrubbed
     row = task.splits["train"][0]
     index = int(row["text"].split(":")[0].split()[1])
     assert task.good_names[row["good"]] == rows[index]["title"]
     assert row["bad"] == (1 if rows[index]["gender"] == "F" else 0)
     assert load_task(spec).fingerprint == task.fingerprint
+
+
+def test_scrub_modes_give_different_fingerprints_where_texts_differ(tmp_path):
+    """The token cache key hashes the fingerprint, so one mode's tokens are never reused for
+    the other's texts; identical texts share a fingerprint (and a cache entry) by design."""
+    path = tmp_path / "BIOS.pkl"
+    with path.open("wb") as handle:
+        pickle.dump(_bios_rows(40), handle)
+    prints = {mode: load_task(DataSpec(source="bios_pkl", path=str(path), scrub=mode)).fingerprint
+              for mode in ("reference", "thorough")}  # fmt: skip
+    off = load_task(DataSpec(source="bios_pkl", path=str(path), scrub_pronouns=False))
+    assert len({*prints.values(), off.fingerprint}) == 3
+    with path.open("wb") as handle:
+        pickle.dump([row | {"raw": row["raw"].replace(" HIM himself.", " too.")}
+                     for row in _bios_rows(40)], handle)  # fmt: skip
+    same = {load_task(DataSpec(source="bios_pkl", path=str(path), scrub=mode)).fingerprint
+            for mode in ("reference", "thorough")}  # fmt: skip
+    assert len(same) == 1
+
+
+def test_unknown_scrub_mode_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match=r"unknown scrub mode 'full' \(use one of reference, "):
+        load_task(DataSpec(path=str(tmp_path), scrub="full"))
 
 
 def test_split_sizes_match_the_reference_shares():

@@ -3,7 +3,7 @@
 from sdm_jax.data.bios_tables import FEMALE_SHARES, GENDERS, PROFESSION_SHARES, PROFESSIONS
 from sdm_jax.data.errors import DataError
 from sdm_jax.data.sampler import BatchSampler, random_subset, split_length, take
-from sdm_jax.data.scrub import scrub_pronouns
+from sdm_jax.data.scrub import SCRUB_MODES, scrub_pronouns
 from sdm_jax.data.sources import SPLITS, DataSpec, TaskData, load_task, split_sizes
 from sdm_jax.data.synthetic import SyntheticSpec, generate_synthetic, synthetic_dir
 from sdm_jax.data.tokens import (
@@ -21,6 +21,7 @@ __all__ = [
     "GENDERS",
     "PROFESSIONS",
     "PROFESSION_SHARES",
+    "SCRUB_MODES",
     "SPLITS",
     "BatchSampler",
     "DataError",

@@ -4,8 +4,9 @@ Every source becomes a :class:`TaskData`: splits ``train``, ``val1``, ``val2``, 
 ``datasets.Dataset`` with columns ``text`` (str), ``good`` and ``bad`` (int32 label indices into
 ``good_names``/``bad_names``). Checks run on the raw rows before anything else, and bad input
 raises :class:`~sdm_jax.data.errors.DataError` in one line naming the file, column and row
-(rows count from 0 in file order). Pronoun scrubbing (:mod:`~sdm_jax.data.scrub`) is applied
-here, once, for every source.
+(rows count from 0 in file order). Pronoun scrubbing (:mod:`~sdm_jax.data.scrub`, mode
+``scrub``) is applied here, once, for every source; the fingerprint hashes the scrubbed texts,
+so token caches built from the other mode's texts are never reused.
 
 Splits. Sources with train/dev/test files keep train and test and halve dev into val1/val2
 (seed-``seed`` permutation, first half val1). A single file or ``BIOS.pkl`` is split like the
@@ -20,6 +21,7 @@ import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import numpy as np
@@ -28,7 +30,7 @@ import pyarrow.parquet as pq
 
 from sdm_jax.data.bios_tables import GENDERS, PROFESSIONS
 from sdm_jax.data.errors import DataError
-from sdm_jax.data.scrub import scrub_pronouns
+from sdm_jax.data.scrub import SCRUB_MODES, scrub_pronouns
 from sdm_jax.data.synthetic import SyntheticSpec, synthetic_dir
 
 SPLITS = ("train", "val1", "val2", "test")
@@ -71,7 +73,11 @@ class DataSpec:
     good_names, bad_names: label names. Integer labels index these tuples; string labels are
         matched to them (exactly, then ignoring case). Default: the 28 professions, and
         ``("male", "female")`` (``BIOS.pkl``'s ``M``/``F`` are read as these).
-    scrub_pronouns: replace gendered pronouns with "they"-forms (the reference's setting).
+    scrub_pronouns: replace gendered pronouns with "they"-forms (the reference's setting);
+        ``False`` leaves the texts as they are.
+    scrub: how, when ``scrub_pronouns`` is on: ``reference`` (the reference's whitespace-token
+        rule, the default) or ``thorough`` (every whole-word pronoun, any case and
+        punctuation, also hers/himself/herself); see :mod:`~sdm_jax.data.scrub`.
     seed: seed of the split shuffle and of the dev halving (the reference uses 0).
     train_examples, eval_examples: keep only this many examples of train, and of each of
         val1/val2/test (seeded draw, for quick runs); more than a split holds is an error.
@@ -92,6 +98,7 @@ class DataSpec:
     good_names: tuple[str, ...] = PROFESSIONS
     bad_names: tuple[str, ...] = GENDERS
     scrub_pronouns: bool = True
+    scrub: Literal["reference", "thorough"] = "reference"
     seed: int = 0
     train_examples: int | None = None
     eval_examples: int | None = None
@@ -315,7 +322,7 @@ def _encode(part: _RawPart, spec: DataSpec) -> _Encoded:
         part.origin, bad_column, part.column(bad_column), spec.bad_names, bad_aliases
     )
     if spec.scrub_pronouns:
-        texts = [scrub_pronouns(text) for text in texts]
+        texts = [scrub_pronouns(text, spec.scrub) for text in texts]
     return _Encoded(part.origin, texts, good, bad)
 
 
@@ -392,6 +399,8 @@ def load_task(spec: DataSpec = DataSpec()) -> TaskData:
     """Read, check, scrub and split the data that ``spec`` names."""
     if spec.source not in SOURCES:
         raise DataError(f"unknown data source {spec.source!r} (use one of {', '.join(SOURCES)})")
+    if spec.scrub not in SCRUB_MODES:
+        raise DataError(f"unknown scrub mode {spec.scrub!r} (use one of {', '.join(SCRUB_MODES)})")
     for names, option in ((spec.good_names, "good_names"), (spec.bad_names, "bad_names")):
         if len(names) < 2 or len(set(names)) != len(names):
             raise DataError(f"{option} must hold at least two distinct names, got {names}")
