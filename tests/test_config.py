@@ -61,6 +61,8 @@ def test_override_values_are_yaml_scalars():
         (["mlac.inner_lr_min=1"], "mlac.inner_lr_min: need 0 < inner_lr_min"),
         (["data.source=toy"], "data.source: must be one of synthetic, hub, bios_pkl, local"),
         (["data.source=bios_pkl"], "data.path: is required when data.source is bios_pkl"),
+        (["data.scrub=full"], "data.scrub: must be one of reference, thorough, got 'full'"),
+        (["data.scrub_pronouns=thorough"], "data.scrub_pronouns: expected true or false"),
         (["toy.n_train=0"], "toy.n_train: must be > 0, got 0"),
         (["mlac.active_rows=64", "model.kind=mlp"], "mlac.active_rows: needs a text model"),
         (["train.stop_after=9", "train.outer_steps=5"], "train.stop_after: must be <="),
@@ -142,3 +144,18 @@ def test_bert_tiny_config_is_the_papers():
     assert mlac.l_bad_adapted == mlac.l_bad_base == 0
     assert mlac.inner_steps == 16 and mlac.batch_size_choices == (12, 24, 48)
     assert config.train.outer_steps == 50_000 and config.train.eval_every == 2_500
+    assert config.model.max_length == 200  # the reference's tokenizer truncation
+    assert config.data.scrub_pronouns and config.data.scrub == "reference"
+
+
+def test_bert_base_config_follows_the_paper_data_pipeline():
+    config = load_config(CONFIG_DIR / "bios_bert_base.yaml")
+    assert config.model.max_length == 200
+    assert config.data.scrub_pronouns and config.data.scrub == "reference"
+
+
+def test_scrub_mode_is_a_data_key():
+    assert load_config(None).data.scrub == "reference"
+    thorough = load_config(None, ["data.scrub=thorough"])
+    assert thorough.data.scrub == "thorough"
+    assert changed_keys(flat_items(load_config(None)), thorough) == ["data.scrub"]
