@@ -155,16 +155,13 @@ def pretrain_on_both_tasks(
 # --------------------------------------------------------------------------- batches
 
 
-def _stack_leading(batch: Arrays, leading: tuple[int, ...]) -> Arrays:
-    return {k: v.reshape(leading + v.shape[1:]) for k, v in batch.items()}
-
-
 class MetaBatchSource:
     """Resumable draws of ``{"inner": [M, K, B_in, ...], "outer": [B_out, ...]}``.
 
     The outer sampler yields the outer batch (one shared, or one per attacker); the inner
-    sampler yields every attacker's K batches, each of a size drawn from the settings'
-    ``batch_size_choices`` inside the fixed shape of their maximum.
+    sampler yields every attacker's K batches; each attacker draws one size from the settings'
+    ``batch_size_choices`` and keeps it for all K (as the reference does), inside the fixed
+    shape of their maximum.
     """
 
     def __init__(self, arrays: Arrays, settings: MLACSettings, batch_size: int, seed: int):
@@ -182,7 +179,8 @@ class MetaBatchSource:
         else:
             outer = self.outer.next_stacked(attackers)
         if steps:
-            inner = _stack_leading(self.inner.next_stacked(attackers * steps), (attackers, steps))
+            per_attacker = [self.inner.next_stacked(steps) for _ in range(attackers)]
+            inner = {k: np.stack([b[k] for b in per_attacker]) for k in per_attacker[0]}
         else:
             # K = 0 (adversarial censoring): no inner batches, but the same array names.
             template = {**self._template, "weight": np.zeros(len(self._template["good"]),

@@ -100,6 +100,80 @@ def test_next_stacked_adds_a_leading_axis():
         np.testing.assert_array_equal(stacked["good"][step], batch["good"])
 
 
+def _active(weights: np.ndarray) -> list[int]:
+    """Weight-1 rows per batch of a stack, checking the weight is a 1s-then-0s mask."""
+    sizes = []
+    for weight in weights:
+        active = int(weight.sum())
+        assert (weight[:active] == 1).all() and (weight[active:] == 0).all()
+        sizes.append(active)
+    return sizes
+
+
+def test_one_stack_shares_one_effective_size_and_stacks_vary():
+    sampler = BatchSampler(_arrays(50), batch_size=8, seed=1, batch_size_choices=(2, 5, 8))
+    per_stack = []
+    for _ in range(30):
+        sizes = _active(sampler.next_stacked(4)["weight"])
+        assert len(set(sizes)) == 1, sizes
+        per_stack.append(sizes[0])
+    assert set(per_stack) == {2, 5, 8}
+    assert sampler.draws == 30 * 4
+
+
+def test_a_stack_takes_the_size_next_would_draw_first():
+    def make():
+        return BatchSampler(_arrays(50), batch_size=8, seed=3, batch_size_choices=(2, 5, 8))
+
+    single, stacked = make(), make()
+    for _ in range(10):
+        first = int(single.next()["weight"].sum())
+        _stream(single, 2)
+        assert _active(stacked.next_stacked(3)["weight"]) == [first] * 3
+
+
+@pytest.mark.parametrize("stacks", [0, 1, 4, 9])
+def test_state_round_trip_resumes_the_exact_stacks(stacks):
+    def make():
+        return BatchSampler(_arrays(10), batch_size=4, seed=2, batch_size_choices=(1, 2, 3, 4))
+
+    original = make()
+    for _ in range(stacks):
+        original.next_stacked(3)
+    original.next()  # a single batch in between keeps the stream aligned as well
+    resumed = make()
+    resumed.load_state_dict(original.state_dict())
+    _assert_same([original.next_stacked(3) for _ in range(6)],
+                 [resumed.next_stacked(3) for _ in range(6)])  # fmt: skip
+
+
+def test_next_stacked_needs_a_positive_count():
+    with pytest.raises(ValueError, match="count must be positive"):
+        BatchSampler(_arrays(), 2, seed=0).next_stacked(0)
+
+
+def test_meta_batches_draw_one_inner_size_per_attacker():
+    from sdm_jax.blocking.settings import MLACSettings
+    from sdm_jax.train_task import MetaBatchSource
+
+    settings = MLACSettings(meta_batch_size=3, inner_steps=4, batch_size_choices=(2, 4, 6))
+    source = MetaBatchSource(_arrays(40), settings, batch_size=5, seed=0)
+    seen = set()
+    for _ in range(12):
+        inner = source.next()["inner"]
+        assert inner["weight"].shape == (3, 4, 6) and inner["x"].shape == (3, 4, 6, 3)
+        for attacker in inner["weight"]:
+            sizes = _active(attacker)
+            assert len(set(sizes)) == 1, sizes
+            seen.add(sizes[0])
+    assert seen == {2, 4, 6}
+    state = source.state_dict()
+    again = MetaBatchSource(_arrays(40), settings, batch_size=5, seed=0)
+    again.load_state_dict(state)
+    _assert_same([source.next()["inner"] for _ in range(3)],
+                 [again.next()["inner"] for _ in range(3)])  # fmt: skip
+
+
 def test_bad_sampler_settings():
     with pytest.raises(ValueError, match="batch_size must be positive"):
         BatchSampler(_arrays(), 0, seed=0)

@@ -43,9 +43,12 @@ def random_subset(arrays: Arrays, n: int, seed: int) -> dict[str, np.ndarray]:
 class BatchSampler:
     """Epoch-wise shuffled batches; the position is a small dict a checkpoint can save.
 
-    ``batch_size`` is the fixed shape. When ``batch_size_choices`` is given, each batch draws its
-    effective size from it (the reference's variable inner batch sizes) and carries
-    ``weight = 1`` on that many rows and ``0`` on the rest.
+    ``batch_size`` is the fixed shape. When ``batch_size_choices`` is given, an effective size
+    is drawn from it (the reference's variable inner batch sizes) and a batch carries
+    ``weight = 1`` on that many rows and ``0`` on the rest. :meth:`next` draws a size per
+    batch; :meth:`next_stacked` draws one size for its whole stack, as the reference draws one
+    batch size per simulated attacker and keeps it for all of that attacker's inner steps.
+    Either way the size comes from ``(seed, draws)``, so a restored state repeats the stream.
     """
 
     arrays: Arrays
@@ -91,8 +94,7 @@ class BatchSampler:
             count -= len(chunk)
         return np.concatenate(picked)
 
-    def next(self) -> dict[str, np.ndarray]:
-        effective = self._effective_size()
+    def _batch(self, effective: int) -> dict[str, np.ndarray]:
         batch = take(self.arrays, self._next_indices(self.batch_size))
         weight = np.zeros(self.batch_size, np.float32)
         weight[:effective] = 1.0
@@ -100,9 +102,18 @@ class BatchSampler:
         self.draws += 1
         return batch
 
+    def next(self) -> dict[str, np.ndarray]:
+        """One batch, with its own effective size."""
+        return self._batch(self._effective_size())
+
     def next_stacked(self, count: int) -> dict[str, np.ndarray]:
-        """``count`` batches stacked on a new leading axis (one per inner step)."""
-        batches = [self.next() for _ in range(count)]
+        """``count`` batches stacked on a new leading axis (one per inner step of one
+        attacker), all with the same effective size: the size :meth:`next` would have drawn
+        for the first of them. The rows are the ones ``count`` calls of :meth:`next` give."""
+        if count <= 0:
+            raise ValueError(f"count must be positive, got {count}")
+        effective = self._effective_size()
+        batches = [self._batch(effective) for _ in range(count)]
         return {name: np.stack([b[name] for b in batches]) for name in batches[0]}
 
     def state_dict(self) -> dict[str, int]:
