@@ -274,6 +274,9 @@ def test_attacker_draws_follow_their_distributions():
     assert 1.0 - np.mean(draws.train_backbone) == pytest.approx(0.3, abs=0.03)
     assert set(np.unique(draws.optimizer_index)) == {0, 1, 2}
     learned = MLACSettings()
-    draw = draw_attacker(keys[0], {"log_lr": jnp.log(jnp.float32(2e-3))}, learned)
-    assert float(draw.learning_rate) == pytest.approx(2e-3, rel=1e-5)
+    draw = draw_attacker(keys[0], {"inner_lr": jnp.float32(2e-3)}, learned)
+    assert float(draw.learning_rate) == pytest.approx(2e-3, rel=1e-6)
     assert float(draw.train_backbone) == 1.0
+    in_log_space = replace(learned, inner_lr_space="log")
+    draw = draw_attacker(keys[0], {"log_lr": jnp.log(jnp.float32(2e-3))}, in_log_space)
+    assert float(draw.learning_rate) == pytest.approx(2e-3, rel=1e-5)

@@ -6,6 +6,7 @@ from dataclasses import replace
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from sdm_jax.blocking import (
@@ -17,8 +18,14 @@ from sdm_jax.blocking import (
     make_outer_step,
     run_attacker,
 )
+from sdm_jax.blocking.attacker import learned_inner_lr
 from sdm_jax.blocking.losses import cross_entropy, global_norm, inverse_cross_entropy, linear_mi
-from sdm_jax.blocking.outer import _project_meta_params, check_meta_batch
+from sdm_jax.blocking.outer import (
+    _project_meta_params,
+    check_meta_batch,
+    init_meta_params,
+    meta_optimizer,
+)
 from sdm_jax.models.backbone import Backbone
 from sdm_jax.models.heads import mlp_backbone
 
@@ -83,7 +90,7 @@ def test_outer_step_compiles_once_and_advances_the_state(three_steps):
     assert all(jax.tree.leaves(moved))
     new_head = state.meta_params["head_init"]["kernel"]
     assert not np.allclose(first_meta["head_init"]["kernel"], new_head)
-    assert float(state.meta_params["log_lr"]) != pytest.approx(first_meta["log_lr"])
+    assert float(state.meta_params["inner_lr"]) != pytest.approx(first_meta["inner_lr"])
     for metrics in history:
         assert all(np.isfinite(v) for v in metrics.values())
         assert 1e-6 <= metrics["meta/inner_lr"] <= 1e-2
@@ -108,10 +115,60 @@ def test_same_seed_same_numbers(three_steps):
 
 def test_meta_lr_is_projected_into_its_range():
     settings = MLACSettings()
-    high = _project_meta_params({"log_lr": jnp.asarray(0.0)}, settings)["log_lr"]
-    low = _project_meta_params({"log_lr": jnp.asarray(-30.0)}, settings)["log_lr"]
+    high = _project_meta_params({"inner_lr": jnp.asarray(0.5)}, settings)["inner_lr"]
+    low = _project_meta_params({"inner_lr": jnp.asarray(-1.0)}, settings)["inner_lr"]
+    assert float(high) == pytest.approx(1e-2, rel=1e-6)
+    assert float(low) == pytest.approx(1e-6, rel=1e-6)
+    log_space = replace(settings, inner_lr_space="log")
+    high = _project_meta_params({"log_lr": jnp.asarray(0.0)}, log_space)["log_lr"]
+    low = _project_meta_params({"log_lr": jnp.asarray(-30.0)}, log_space)["log_lr"]
     assert float(jnp.exp(high)) == pytest.approx(1e-2, rel=1e-5)
     assert float(jnp.exp(low)) == pytest.approx(1e-6, rel=1e-5)
+
+
+def _reference_raw_lr_trajectory(gradients, settings):
+    """The reference's rule written out: Adam (torch defaults) on the raw lr with its gradient
+    clipped to norm ``meta_grad_clip``, then clamped into ``[inner_lr_min, inner_lr_max]``."""
+    lr, m, v, out = settings.inner_lr_init, 0.0, 0.0, []
+    for t, g in enumerate(gradients, start=1):
+        g = g * min(1.0, settings.meta_grad_clip / abs(g))
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        step = settings.meta_lr * (m / (1 - 0.9**t)) / (math.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        lr = min(max(lr - step, settings.inner_lr_min), settings.inner_lr_max)
+        out.append(lr)
+    return np.array(out)
+
+
+def _learned_lr_trajectory(gradients, settings):
+    meta = init_meta_params(jax.random.PRNGKey(0), 4, NUM_BAD, settings)
+    optimizer = meta_optimizer(settings)
+    opt_state, out = optimizer.init(meta), []
+    for g in gradients:
+        grads = jax.tree.map(lambda x, g=g: jnp.full_like(x, g), meta)
+        updates, opt_state = optimizer.update(grads, opt_state, meta)
+        meta = _project_meta_params(optax.apply_updates(meta, updates), settings)
+        out.append(float(learned_inner_lr(meta)))
+    return np.array(out)
+
+
+def test_learned_inner_lr_moves_as_the_reference_raw_rule():
+    settings = MLACSettings()
+    # The attacker loss falls as the lr grows for 150 steps, then rises for 50 (a sign flip).
+    gradients = [-0.7] * 150 + [2e4] * 50
+    ours = _learned_lr_trajectory(gradients, settings)
+    np.testing.assert_allclose(ours, _reference_raw_lr_trajectory(gradients, settings),
+                               rtol=1e-4, atol=1e-7)  # float32 round-off
+    assert ours[0] == pytest.approx(3e-4 + 1e-4, rel=1e-4)  # an Adam step moves it by ~meta_lr
+    assert ours[90] < 9.5e-3 and ours[98] == pytest.approx(1e-2, rel=1e-6)  # ceiling in ~97 steps
+    assert ours[-1] < ours[149]  # and it comes back down once the sign flips
+
+
+def test_log_space_lr_climbs_about_as_fast_with_its_own_meta_lr():
+    log_space = replace(MLACSettings(), inner_lr_space="log")
+    climb = _learned_lr_trajectory([-0.7] * 200, log_space)
+    assert 80 <= int(np.argmax(climb >= 1e-2 * (1 - 1e-5))) <= 150
+    too_slow = _learned_lr_trajectory([-0.7] * 200, replace(log_space, log_lr_meta_lr=1e-4))
+    assert too_slow[-1] < 3e-4 * 1.03  # the old log-space setting barely moved the attacker
 
 
 def test_meta_batch_with_wrong_leading_shape_is_rejected():
@@ -136,7 +193,7 @@ def _direct_terms(settings, params, meta_params, original, mb):
     y_good, y_bad, w = outer["good"], outer["bad"], outer["weight"]
     feats = MLP.features(params["backbone"], outer)
     logits = feats @ params["head"]["kernel"]
-    draw = AttackerDraw(jnp.exp(meta_params["log_lr"]), jnp.asarray(0), jnp.asarray(1.0),
+    draw = AttackerDraw(learned_inner_lr(meta_params), jnp.asarray(0), jnp.asarray(1.0),
                         jax.random.PRNGKey(0))
     bad = run_attacker(MLP, {"backbone": params["backbone"], "head": meta_params["head_init"]},
                        draw, inner, outer, settings, label_key="bad", trained_outputs=(0, NUM_BAD),

@@ -52,11 +52,18 @@ class AttackerResult(NamedTuple):
     active_rows_missing: jax.Array  # ids that did not fit the active-row table (0 = exact)
 
 
+def learned_inner_lr(meta_params: Params) -> jax.Array:
+    """The meta-learned inner lr, stored raw (``inner_lr``) or as ``log_lr``."""
+    if "inner_lr" in meta_params:
+        return meta_params["inner_lr"]
+    return jnp.exp(meta_params["log_lr"])
+
+
 def draw_attacker(key: jax.Array, meta_params: Params, settings: MLACSettings) -> AttackerDraw:
     """Learning rate (meta-learned or log-uniform), optimizer kind, frozen base, noise key."""
     lr_key, kind_key, frozen_key, noise_key = jax.random.split(key, 4)
     if settings.learn_inner_lr:
-        learning_rate = jnp.exp(meta_params["log_lr"])
+        learning_rate = learned_inner_lr(meta_params)
     else:
         low, high = math.log(settings.inner_lr_sample_min), math.log(settings.inner_lr_sample_max)
         learning_rate = jnp.exp(jax.random.uniform(lr_key, (), minval=low, maxval=high))

@@ -7,7 +7,7 @@ One jitted function maps ``(TrainState, meta_batch) -> (TrainState, metrics)``. 
 
 with the backbone's input keys plus ``good``, ``bad`` and ``weight``. The model minimises the
 signed blocking objective (:mod:`sdm_jax.blocking.objective`); the attacker's meta-parameters
-(log inner lr, head init) minimise the adapted gender CE (``term/bad_adapted``): the min-max.
+(inner lr, head init) minimise the adapted gender CE (``term/bad_adapted``): the min-max.
 That second gradient costs one more backward pass through the unroll, skipped when the
 attacker has no meta-parameters.
 """
@@ -24,6 +24,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 
 from sdm_jax import parallel
+from sdm_jax.blocking.attacker import learned_inner_lr
 from sdm_jax.blocking.losses import global_norm
 from sdm_jax.blocking.objective import base_terms, one_attacker, signed_total
 from sdm_jax.blocking.settings import MLACSettings
@@ -59,14 +60,23 @@ def outer_optimizer(settings: MLACSettings) -> optax.GradientTransformation:
 
 
 def meta_optimizer(settings: MLACSettings) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(settings.meta_grad_clip), optax.adam(settings.meta_lr)
+    """Adam on the attacker's meta-parameters after a joint clip; a log-space lr has its own
+    Adam lr (``log_lr_meta_lr``), everything else ``meta_lr``."""
+    def labels(meta_params):
+        return {name: "log_lr" if name == "log_lr" else "meta" for name in meta_params}
+
+    per_group = optax.multi_transform(
+        {"meta": optax.adam(settings.meta_lr), "log_lr": optax.adam(settings.log_lr_meta_lr)},
+        labels,
     )
+    return optax.chain(optax.clip_by_global_norm(settings.meta_grad_clip), per_group)
 
 
 def init_meta_params(key: jax.Array, feature_dim: int, num_bad: int, settings: MLACSettings):
     meta: dict = {}
-    if settings.learn_inner_lr:
+    if settings.learn_inner_lr and settings.inner_lr_space == "raw":
+        meta["inner_lr"] = jnp.asarray(settings.inner_lr_init, jnp.float32)
+    elif settings.learn_inner_lr:
         meta["log_lr"] = jnp.asarray(math.log(settings.inner_lr_init), jnp.float32)
     if settings.learn_head_init:
         meta["head_init"] = init_head(key, feature_dim, num_bad)
@@ -199,10 +209,14 @@ def make_meta_gradient(
 
 
 def _project_meta_params(meta_params: Params, settings: MLACSettings) -> Params:
-    if "log_lr" not in meta_params:
-        return meta_params
-    low, high = math.log(settings.inner_lr_min), math.log(settings.inner_lr_max)
-    return {**meta_params, "log_lr": jnp.clip(meta_params["log_lr"], low, high)}
+    """Clamp the learned inner lr into ``[inner_lr_min, inner_lr_max]`` (in its own space)."""
+    low, high = settings.inner_lr_min, settings.inner_lr_max
+    if "inner_lr" in meta_params:
+        return {**meta_params, "inner_lr": jnp.clip(meta_params["inner_lr"], low, high)}
+    if "log_lr" in meta_params:
+        bounds = math.log(low), math.log(high)
+        return {**meta_params, "log_lr": jnp.clip(meta_params["log_lr"], *bounds)}
+    return meta_params
 
 
 class OuterStep:
@@ -260,8 +274,8 @@ class OuterStep:
             metrics["grad_norm"] = global_norm(grads)
             if settings.has_meta_params:
                 metrics["meta_grad_norm"] = global_norm(meta_grads)
-            if "log_lr" in meta_params:
-                metrics["meta/inner_lr"] = jnp.exp(meta_params["log_lr"])
+            if settings.learn_inner_lr:
+                metrics["meta/inner_lr"] = learned_inner_lr(meta_params)
             new_state = TrainState(
                 step=state.step + 1,
                 params=params,
