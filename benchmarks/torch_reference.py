@@ -3,14 +3,18 @@
 Needs the ``torch`` extra (``pip install -e '.[torch]'``). It computes what
 ``sdm_jax.bench.workload`` computes: a Hugging Face ``BertModel`` with random weights of the same
 shape (dropout off, eager attention: PyTorch's fused CPU attention kernels have no double
-backward), a fresh ``n_bad``-output attacker head, K steps of Adam at the learned rate
-``exp(log_lr)`` written in-graph (``eps_root`` inside the square root, as optax's) with the inner
-gradient clipped to global norm 100 and kept differentiable with
-``torch.autograd.grad(create_graph=True)``, parameters threaded through
-``torch.func.functional_call``; then the objective ``good_base - linear_mi + bad_adapted_grad``
-(optionally ``- bad_adapted``), its gradient for the model and the adapted gender CE's gradient
-for ``log_lr`` (two backward passes over one graph, as the library's two pullbacks), then Adam
-on each (the model's clipped to norm 10, ``log_lr`` clipped and clamped to its range).
+backward), a fresh ``n_bad``-output attacker head, K steps of Adam at the inner rate written
+in-graph (``eps_root`` inside the square root, as optax's) with the inner gradient clipped to
+global norm 100 and kept differentiable with ``torch.autograd.grad(create_graph=True)``,
+parameters threaded through ``torch.func.functional_call``. Two objectives:
+
+- ``paper`` (default): ``good_base - linear_mi + bad_adapted_grad`` (optionally
+  ``- bad_adapted``) with the learned raw inner lr: the objective's gradient for the model and
+  the adapted gender CE's gradient for the lr (two backward passes over one graph, as the
+  library's two pullbacks), then Adam on each (the model's clipped to norm 10, the lr's clipped
+  to 10 and clamped into its range, as the reference's ``train.py``);
+- ``fixed_lr``: ``good_base - bad_adapted + bad_adapted_grad`` at a constant inner lr: one
+  backward pass, Adam on the model.
 
 The bounded linear read-out ``W*`` of each logit set is solved without gradient (FISTA, the same
 iterations as ``sdm_jax.blocking.losses``) and held constant, which is exact by Danskin's theorem.
@@ -37,7 +41,7 @@ from transformers import BertConfig as HFBertConfig
 from transformers import BertModel
 
 from sdm_jax.bench.flops import NUM_BAD, NUM_GOOD, model_config, outer_step_flops
-from sdm_jax.bench.workload import Workload, make_meta_batch
+from sdm_jax.bench.workload import OBJECTIVES, Workload, make_meta_batch
 from sdm_jax.models import BertConfig
 
 DEFAULTS = Workload().settings()
@@ -93,11 +97,12 @@ def solve_linear_readout(logits, labels, weight, iterations: int = DEFAULTS.line
         return w
 
 
-def meta_loss(model, params, head, attacker_head, log_lr, inner, outer, inner_steps: int,
-              bad_adapted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def meta_loss(model, params, head, attacker_head, inner_lr, inner, outer, inner_steps: int,
+              bad_adapted: bool = False, linear_mi: bool = True,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(model_loss, attacker_loss)`` of one attacker: the signed blocking objective and the
     adapted gender CE averaged over the K+1 logit sets. Differentiable in ``params``, ``head``,
-    ``log_lr`` and ``attacker_head`` (when it requires grad: a learned head init).
+    ``inner_lr`` and ``attacker_head`` (when it requires grad: a learned head init).
 
     ``inner`` holds ``[K, B, ...]`` tensors; ``outer`` one ``[B, ...]`` batch.
     """
@@ -114,7 +119,7 @@ def meta_loss(model, params, head, attacker_head, log_lr, inner, outer, inner_st
     def grad_norm(grads):
         return torch.sqrt(sum(g.square().sum() for g in grads) + NORM_TINY)
 
-    learning_rate = torch.exp(log_lr)
+    learning_rate = inner_lr
     names = list(params)
     if not attacker_head.requires_grad:  # a fresh head: a leaf of the inner loop
         attacker_head = attacker_head.detach().requires_grad_(True)
@@ -149,12 +154,13 @@ def meta_loss(model, params, head, attacker_head, log_lr, inner, outer, inner_st
     norms.append(grad_norm(torch.autograd.grad(final_loss, phi, create_graph=True)))
 
     labels, weight = outer["bad"], outer["weight"]
-    readout = [weighted_ce(z @ solve_linear_readout(z.detach(), labels, weight), labels, weight)
-               for z in logit_sets]
     adapted = torch.stack([weighted_ce(z, labels, weight) for z in logit_sets]).mean()
     good_logits = (features(params, outer) @ head)[:, :NUM_GOOD]
-    total = weighted_ce(good_logits, outer["good"], weight)
-    total = total - torch.stack(readout).mean() + torch.stack(norms).mean()
+    total = weighted_ce(good_logits, outer["good"], weight) + torch.stack(norms).mean()
+    if linear_mi:
+        readout = [weighted_ce(z @ solve_linear_readout(z.detach(), labels, weight), labels,
+                               weight) for z in logit_sets]
+        total = total - torch.stack(readout).mean()
     if bad_adapted:
         total = total - adapted
     return total, adapted
@@ -182,28 +188,30 @@ def benchmark(workload: Workload, min_steps: int, min_seconds: float, warmup_ste
     meta_batch = make_meta_batch(workload, seed)
     inner = to_torch_batch({key: value[0] for key, value in meta_batch["inner"].items()})
     outer = to_torch_batch(meta_batch["outer"])
-    log_lr = torch.tensor(math.log(DEFAULTS.inner_lr_init), requires_grad=True)
+    settings = workload.settings()
+    learned = settings.learn_inner_lr
+    inner_lr = torch.tensor(DEFAULTS.inner_lr_init, requires_grad=learned)
     trained = [*params.values(), head]
     optimizer = torch.optim.Adam(trained, lr=DEFAULTS.outer_lr)
-    meta_optimizer = torch.optim.Adam([log_lr], lr=DEFAULTS.meta_lr)
-    lr_range = (math.log(DEFAULTS.inner_lr_min), math.log(DEFAULTS.inner_lr_max))
+    meta_optimizer = torch.optim.Adam([inner_lr], lr=DEFAULTS.meta_lr) if learned else None
 
     def step():
         model_loss, attacker_loss = meta_loss(
-            model, params, head, fresh_head(NUM_BAD), log_lr, inner, outer,
-            workload.inner_steps, workload.bad_adapted,
+            model, params, head, fresh_head(NUM_BAD), inner_lr, inner, outer,
+            workload.inner_steps, settings.enabled("bad_adapted"), settings.enabled("linear_mi"),
         )
-        grads = torch.autograd.grad(model_loss, trained, retain_graph=True)
-        (log_lr.grad,) = torch.autograd.grad(attacker_loss, [log_lr])
+        grads = torch.autograd.grad(model_loss, trained, retain_graph=learned)
         for p, g in zip(trained, grads, strict=True):
             p.grad = g
         torch.nn.utils.clip_grad_norm_(trained, DEFAULTS.outer_grad_clip)
-        torch.nn.utils.clip_grad_norm_([log_lr], DEFAULTS.meta_grad_clip)
         optimizer.step()
-        meta_optimizer.step()
-        with torch.no_grad():
-            log_lr.clamp_(*lr_range)
-        return float(model_loss)
+        if learned:
+            (inner_lr.grad,) = torch.autograd.grad(attacker_loss, [inner_lr])
+            torch.nn.utils.clip_grad_norm_([inner_lr], DEFAULTS.meta_grad_clip)
+            meta_optimizer.step()
+            with torch.no_grad():
+                inner_lr.clamp_(DEFAULTS.inner_lr_min, DEFAULTS.inner_lr_max)
+        return float(model_loss.detach())
 
     for _ in range(warmup_steps):
         step()
@@ -215,7 +223,7 @@ def benchmark(workload: Workload, min_steps: int, min_seconds: float, warmup_ste
         cpu_times.append(time.process_time() - begin_cpu)
     step_time = statistics.median(times)
     flops = outer_step_flops(config, workload.batch, workload.seq_len, workload.inner_steps, 1,
-                             first_order=False, pullbacks=2)
+                             first_order=False, pullbacks=2 if learned else 1)
     tokens = (workload.inner_steps + 1) * workload.batch * workload.seq_len
     return {
         "impl": "torch",
@@ -242,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--inner-steps", type=int, default=16)
     parser.add_argument("--bad-adapted", action="store_true", help="add the bad_adapted term")
+    parser.add_argument("--objective", default="paper", choices=OBJECTIVES,
+                        help="paper: learned lr, linear_mi; fixed_lr: constant lr, bad_adapted")
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--warmup-steps", type=int, default=1)
@@ -249,7 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model_config(args.model)  # fail early with the list of shapes
     workload = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
-                        inner_steps=args.inner_steps, bad_adapted=args.bad_adapted)
+                        inner_steps=args.inner_steps, bad_adapted=args.bad_adapted,
+                        objective=args.objective)
     result = benchmark(workload, args.min_steps, args.min_seconds, args.warmup_steps)
     args.json.write_text(json.dumps(result))
 

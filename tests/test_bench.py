@@ -60,3 +60,22 @@ def test_flop_count_scales_with_k_and_order():
 def test_unknown_shape_is_one_clear_error():
     with pytest.raises(ValueError, match="unknown model shape 'bert-huge'"):
         model_config("bert-huge")
+
+
+def test_compare_torch_runs_interleaved_pairs(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "compare.json"
+    command = [
+        sys.executable, "-m", "sdm_jax.bench", "--compare-torch", "--model", "test-micro",
+        "--seq-len", "8", "--batch", "2", "--inner-steps", "1", "--remat", "none",
+        "--objectives", "paper", "fixed_lr", "--pairs", "2", "--min-steps", "1",
+        "--min-seconds", "0", "--warmup-steps", "0", "--json", str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summaries = json.loads(out.read_text())["compare"]
+    assert [s["workload"]["objective"] for s in summaries] == ["paper", "fixed_lr"]
+    for summary in summaries:
+        assert len(summary["pairs"]) == 2 and summary["jax_step_s"] > 0
+        assert summary["ratio"] is not None or summary["withheld"]
+    assert "| paper | 1 |" in done.stdout and "| fixed_lr | 1 |" in done.stdout

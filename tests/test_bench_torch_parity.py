@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 import sys
 from pathlib import Path
 
@@ -55,7 +54,7 @@ def _jax_meta_gradients(workload: Workload, meta_batch: dict):
         keys = jax.random.split(jax.random.key(3), 3)
         params = {"backbone": init_bert_params(config, keys[0]),
                   "head": init_head(keys[1], config.hidden_size, NUM_GOOD + NUM_BAD)}
-        meta_params = {"log_lr": jnp.asarray(math.log(settings.inner_lr_init)),
+        meta_params = {"inner_lr": jnp.asarray(settings.inner_lr_init),
                        "head_init": init_head(keys[2], config.hidden_size, NUM_BAD)}
         params, meta_params = jax.tree.map(lambda x: x.astype(jnp.float64), (params, meta_params))
         meta_gradient = make_meta_gradient(bert_backbone(config, jnp.float64), settings,
@@ -75,18 +74,18 @@ def _torch_meta_gradients(reference, workload, params, meta_params, meta_batch):
     weights = {name: torch.tensor(value, requires_grad=True) for name, value in named.items()}
     head = torch.tensor(params["head"]["kernel"], requires_grad=True)
     head_init = torch.tensor(meta_params["head_init"]["kernel"], requires_grad=True)
-    log_lr = torch.tensor(meta_params["log_lr"], requires_grad=True)
+    inner_lr = torch.tensor(meta_params["inner_lr"], requires_grad=True)
     inner = reference.to_torch_batch({k: v[0] for k, v in meta_batch["inner"].items()})
     outer = reference.to_torch_batch(meta_batch["outer"])
     model_loss, attacker_loss = reference.meta_loss(
-        model, weights, head, head_init, log_lr, inner, outer, workload.inner_steps,
+        model, weights, head, head_init, inner_lr, inner, outer, workload.inner_steps,
         workload.bad_adapted,
     )
     grads = torch.autograd.grad(model_loss, [*weights.values(), head], retain_graph=True)
-    meta_grads = torch.autograd.grad(attacker_loss, [log_lr, head_init])
+    meta_grads = torch.autograd.grad(attacker_loss, [inner_lr, head_init])
     named_grads = {name: g.numpy() for name, g in zip(weights, grads[:-1], strict=True)}
     named_grads["head"] = grads[-1].numpy()
-    named_meta = {"log_lr": meta_grads[0].numpy(), "head_init": meta_grads[1].numpy()}
+    named_meta = {"inner_lr": meta_grads[0].numpy(), "head_init": meta_grads[1].numpy()}
     return float(model_loss), named_grads, named_meta
 
 
@@ -113,13 +112,13 @@ def test_torch_reference_matches_library_meta_gradients():
     )
     np.testing.assert_allclose(torch_loss, loss, rtol=1e-6)
     expected = {"head": grads["head"]["kernel"], **_hf_named(grads["backbone"]),
-                "meta/log_lr": meta_grads["log_lr"],
+                "meta/inner_lr": meta_grads["inner_lr"],
                 "meta/head_init": meta_grads["head_init"]["kernel"]}
-    actual = {**torch_grads, "meta/log_lr": torch_meta["log_lr"],
+    actual = {**torch_grads, "meta/inner_lr": torch_meta["inner_lr"],
               "meta/head_init": torch_meta["head_init"]}
     floor = 1e-6 * np.sqrt(sum(np.sum(np.square(g)) for g in expected.values()))
     errors = {name: _relative_error(actual[name], expected[name], floor) for name in expected}
-    tight = ("head", "meta/log_lr", "meta/head_init")
+    tight = ("head", "meta/inner_lr", "meta/head_init")
     for name, error in errors.items():
         tolerance = 1e-6 if name in tight else 2e-4
         assert error < tolerance, f"{name}: relative error {error:.2e}; all: {errors}"

@@ -16,6 +16,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,9 +26,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from sdm_jax.atomic import write_text_atomic
+from sdm_jax.bench import compare
 from sdm_jax.bench.flops import MODEL_SHAPES
 from sdm_jax.bench.report import markdown_table
-from sdm_jax.bench.workload import Workload
+from sdm_jax.bench.workload import OBJECTIVES, Workload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TORCH_SCRIPT = REPO_ROOT / "benchmarks" / "torch_reference.py"
@@ -65,10 +67,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="untimed steps after compiling (0 is fine for slow, long steps)")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds before one configuration's subprocess is abandoned")
+    parser.add_argument("--objectives", nargs="+", default=["paper"], choices=OBJECTIVES,
+                        help="paper: learned inner lr and linear_mi (two pullbacks); fixed_lr: "
+                             "constant inner lr, good_base - bad_adapted + bad_adapted_grad")
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="time JAX and the PyTorch reference interleaved (needs the torch "
+                             "extra) instead of the sweep; prints the ratio of medians")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="interleaved JAX/PyTorch rounds per configuration (>= 3 to quote)")
     parser.add_argument("--torch-python", default=None,
-                        help="interpreter with torch installed: also run the PyTorch reference")
-    parser.add_argument("--torch-max-k", type=int, default=16,
-                        help="run the PyTorch reference for K up to this")
+                        help="interpreter with torch installed (default: this one)")
     parser.add_argument("--attack-steps", type=int, default=0,
                         help="also time 32 attack runs of this many steps, vectorised vs one "
                              "by one (0 = skip)")
@@ -79,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("seq_len", "batch", "meta_batch", "min_steps"):
+    for name in ("seq_len", "batch", "meta_batch", "min_steps", "pairs"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.warmup_steps < 0:
@@ -90,8 +98,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def workloads(args: argparse.Namespace) -> list[Workload]:
-    base = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
-                    meta_batch=args.meta_batch)
+    runs = []
+    for objective in args.objectives:
+        base = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
+                        meta_batch=args.meta_batch, objective=objective)
+        runs.extend(_sweep(base, args))
+    return runs
+
+
+def _sweep(base: Workload, args: argparse.Namespace) -> list[Workload]:
     runs = []
     for k in args.inner_steps:
         for remat in args.remat:
@@ -131,22 +146,57 @@ def _run_json(command: list[str], env: dict, timeout: float) -> dict:
         return json.loads(out.read_text())
 
 
-def run_jax(workload: Workload, args: argparse.Namespace) -> dict:
+def run_jax(workload: Workload, args: argparse.Namespace, env: dict | None = None) -> dict:
     spec = json.dumps({"workload": asdict(workload), "min_steps": args.min_steps,
                        "min_seconds": args.min_seconds, "warmup_steps": args.warmup_steps})
     command = [sys.executable, "-m", "sdm_jax.bench", "--child", spec, "--json"]
-    result = _run_json(command, _child_env(workload.devices), args.timeout)
+    env = {**_child_env(workload.devices), **(env or {})}
+    result = _run_json(command, env, args.timeout)
     return {"impl": "jax", "workload": asdict(workload), **result}
 
 
-def run_torch(workload: Workload, args: argparse.Namespace) -> dict:
-    command = [args.torch_python, str(TORCH_SCRIPT), "--model", workload.model,
+def run_torch(workload: Workload, args: argparse.Namespace, torch_python: str) -> dict:
+    command = [torch_python, str(TORCH_SCRIPT), "--model", workload.model,
                "--seq-len", str(workload.seq_len), "--batch", str(workload.batch),
-               "--inner-steps", str(workload.inner_steps),
+               "--inner-steps", str(workload.inner_steps), "--objective", workload.objective,
                "--min-steps", str(args.min_steps), "--min-seconds", str(args.min_seconds),
                "--warmup-steps", str(args.warmup_steps), "--json"]
+    if workload.bad_adapted:
+        command.insert(-1, "--bad-adapted")
     result = _run_json(command, dict(os.environ), args.timeout)
     return {"impl": "torch", "workload": asdict(workload), **result}
+
+
+def torch_interpreter(args: argparse.Namespace) -> str:
+    """``--torch-python``, or this interpreter when it can import torch; else a clear exit."""
+    if args.torch_python:
+        return args.torch_python
+    if importlib.util.find_spec("torch") is None:
+        raise SystemExit("--compare-torch needs PyTorch: pip install -e '.[torch]' (or pass "
+                         "--torch-python PATH of an interpreter that has it)")
+    return sys.executable
+
+
+def compare_with_torch(args: argparse.Namespace) -> list[dict]:
+    """Interleaved JAX/PyTorch rounds for every objective and K; the JAX side uses the first
+    ``--remat`` policy. JAX children share a compilation cache, so only the first compiles."""
+    torch_python = torch_interpreter(args)
+    cores = os.cpu_count() or 1
+    summaries = []
+    with tempfile.TemporaryDirectory() as cache:
+        cache_env = {"JAX_COMPILATION_CACHE_DIR": cache,
+                     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+        for objective in args.objectives:
+            for k in args.inner_steps:
+                workload = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
+                                    inner_steps=k, remat=args.remat[0],
+                                    active_rows=args.active_rows, objective=objective)
+                rounds = compare.interleave(lambda w=workload: run_jax(w, args, cache_env),
+                                            lambda w=workload: run_torch(w, args, torch_python),
+                                            args.pairs, cores)
+                summaries.append(compare.summarise(asdict(workload), rounds))
+                print(compare.markdown(summaries[-1:]).splitlines()[-1], flush=True)
+    return summaries
 
 
 def run_peak(args: argparse.Namespace) -> float | None:
@@ -173,24 +223,6 @@ def child_main(spec: dict, out: Path) -> None:
     out.write_text(json.dumps(result))
 
 
-def speed_ratios(results: list[dict]) -> list[dict]:
-    """JAX/PyTorch outer-step speed ratio for every K both measured (same variant as torch:
-    the first JAX row of that K, which uses the first remat policy and order given)."""
-    ratios = []
-    for torch_result in (r for r in results if r["impl"] == "torch" and "error" not in r):
-        k = torch_result["workload"]["inner_steps"]
-        jax_rows = [r for r in results if r["impl"] == "jax" and "error" not in r
-                    and r["workload"]["inner_steps"] == k]
-        if jax_rows:
-            cpu = [r.get("step_cpu_s") for r in (torch_result, jax_rows[0])]
-            ratios.append({
-                "K": k, "variant": jax_rows[0]["workload"],
-                "jax_over_torch_speed": torch_result["step_s"] / jax_rows[0]["step_s"],
-                "jax_over_torch_cpu_time": cpu[0] / cpu[1] if all(cpu) else None,
-            })
-    return ratios
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child is not None:
@@ -199,17 +231,21 @@ def main(argv: list[str] | None = None) -> None:
         child_main(json.loads(args.child), args.json)
         return
     load = os.getloadavg()
+    if args.compare_torch:
+        summaries = compare_with_torch(args)
+        print(f"\nmodel={args.model} seq_len={args.seq_len} batch={args.batch}; {args.pairs} "
+              f"interleaved pairs; load average {load[0]:.2f} -> {os.getloadavg()[0]:.2f}")
+        print(compare.markdown(summaries))
+        if args.json:
+            write_text_atomic(args.json, json.dumps({"model": args.model, "compare": summaries},
+                                                    indent=1))
+        return
     peak = run_peak(args)
+    cores = os.cpu_count() or 1
     results = []
     for workload in workloads(args):
-        results.append(run_jax(workload, args))
+        results.append(compare.timed_run(lambda w=workload: run_jax(w, args), cores))
         print(markdown_table(results[-1:], peak).splitlines()[-1], flush=True)
-    if args.torch_python:
-        torch_ks = {w.inner_steps for w in workloads(args) if w.inner_steps <= args.torch_max_k}
-        for k in sorted(torch_ks):
-            results.append(run_torch(replace(workloads(args)[0], inner_steps=k, remat="none",
-                                             first_order=False, devices=1), args))
-            print(markdown_table(results[-1:], peak).splitlines()[-1], flush=True)
     attacks = None
     if args.attack_steps:
         spec = json.dumps({"attacks": True, "model": args.model, "seq_len": args.attack_seq_len,
@@ -224,7 +260,6 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_start": load,
         "load_average_end": os.getloadavg(),
         "results": results,
-        "jax_over_torch": speed_ratios(results),
         "attack_sweep": attacks,
     }
     print()
@@ -233,9 +268,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{(peak or 0) / 1e9:.1f} GFLOP/s; load average {load[0]:.2f} -> "
           f"{summary['load_average_end'][0]:.2f}")
     print(markdown_table(results, peak))
-    for ratio in summary["jax_over_torch"]:
-        print(f"K={ratio['K']}: JAX outer step is {ratio['jax_over_torch_speed']:.2f}x "
-              f"the PyTorch reference's speed (CPU-time ratio {ratio['jax_over_torch_cpu_time']})")
+    busy = sorted({reason for r in results for reason in r["busy"]})
+    if busy:
+        print("the machine was busy during some runs, wall times are pessimistic: "
+              + "; ".join(busy))
     if args.json:
         write_text_atomic(args.json, json.dumps(summary, indent=1))
 

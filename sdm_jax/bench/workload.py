@@ -29,6 +29,7 @@ from sdm_jax.blocking import attacker as attacker_module
 from sdm_jax.models import BertConfig, bert_backbone, init_bert_params
 
 ZIPF_EXPONENT = 1.1
+OBJECTIVES = ("paper", "fixed_lr")
 FIRST_WORD_ID = 1000
 
 
@@ -47,8 +48,17 @@ class Workload:
     active_rows: int = 0
     devices: int = 1
     bad_adapted: bool = False
+    objective: str = "paper"
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
     def settings(self) -> MLACSettings:
+        """``paper``: the reference's objective with the learned inner lr (two pullbacks);
+        ``fixed_lr``: ``good_base - bad_adapted + bad_adapted_grad`` at a constant lr."""
+        fixed = self.objective == "fixed_lr"
+        lr = MLACSettings.inner_lr_init
         return MLACSettings(
             inner_steps=self.inner_steps,
             batch_size_choices=(self.batch,),
@@ -56,7 +66,11 @@ class Workload:
             first_order=self.first_order,
             active_rows=self.active_rows,
             meta_batch_size=self.meta_batch,
-            l_bad_adapted=1.0 if self.bad_adapted else 0.0,
+            learn_inner_lr=not fixed,
+            inner_lr_sample_min=lr if fixed else MLACSettings.inner_lr_sample_min,
+            inner_lr_sample_max=lr if fixed else MLACSettings.inner_lr_sample_max,
+            l_linear_mi=0.0 if fixed else MLACSettings.l_linear_mi,
+            l_bad_adapted=1.0 if self.bad_adapted or fixed else 0.0,
         )
 
     @property
