@@ -63,13 +63,19 @@ class ModelConfig:
     pretrain_lr: float = 1e-3
 
 
+VALIDATION_MODES = ("fixed", "fresh")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The outer loop.
 
     - ``outer_steps``: total MLAC outer steps. ``batch_size``: outer batch (examples per step).
-    - ``eval_every``: validate every N steps (and at the end); ``eval_batches``: number of fixed
-      validation batches of ``batch_size`` drawn once from the validation split.
+    - ``eval_every``: validate every N steps (and at the end); ``eval_batches``: number of
+      validation meta-batches of ``batch_size``. ``validation``: ``fixed`` draws them (with
+      their inner batches and attacker keys) once, so every validation sees the same ones;
+      ``fresh`` draws new random ones from val1 at each validation, with fresh inner batches
+      and heads, as the reference does (50 of them there: ``eval_batches: 50``).
     - ``checkpoint_every``: save every N steps (and at the end); ``keep_checkpoints``: latest N
       kept, plus the best by validation loss.
     - ``log_every``: write a ``metrics.jsonl`` line (and check for non-finite values) every N
@@ -84,6 +90,7 @@ class TrainConfig:
     batch_size: int = 20
     eval_every: int = 2_500
     eval_batches: int = 8
+    validation: str = "fixed"
     checkpoint_every: int = 2_500
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -236,6 +243,8 @@ def _section_problems(name: str, section: Any) -> list[tuple[str, str]]:
                     "checkpoint_every", "keep_checkpoints", "log_every"):
             need(getattr(section, key) > 0, key, "must be > 0")
         need(section.stop_after is None or section.stop_after > 0, "stop_after", "must be > 0")
+        need(section.validation in VALIDATION_MODES, "validation",
+             f"must be one of {', '.join(VALIDATION_MODES)}, got {section.validation!r}")
         need(section.seed >= 0, "seed", "must be >= 0")
     elif name == "parallel":
         need(section.data_devices >= 0, "data_devices", "must be >= 0 (0 = all devices)")

@@ -68,17 +68,16 @@ def _all_finite(tree) -> jax.Array:
 
 
 class _Validator:
-    """The outer loss (and every metric) on fixed validation meta-batches and keys."""
+    """The outer loss (and every metric) on validation meta-batches: the same fixed ones every
+    time, or (``train.validation: fresh``) new random ones per validation step, derived from
+    the seed and the step so a resumed run validates on the same draws."""
 
     def __init__(self, task: PreparedTask, config: Config):
         objective = make_meta_objective(task.backbone, config.mlac, task.num_good, task.num_bad)
-        self.batches = validation_meta_batches(
-            task.splits["val1"], config.mlac, config.train.batch_size,
-            config.train.eval_batches, config.train.seed,
-        )
-        base = jax.random.PRNGKey(config.train.seed)
-        self.keys = [jax.random.fold_in(base, VALIDATION_KEY_OFFSET + i)
-                     for i in range(len(self.batches))]
+        self.config, self.val1 = config, task.splits["val1"]
+        self.fresh = config.train.validation == "fresh"
+        if not self.fresh:
+            self.batches, self.keys = self._draw(0)
 
         def metrics_of(params, meta_params, original, meta_batch, key):
             _, metrics = objective(params, meta_params, original, meta_batch, key)
@@ -86,10 +85,26 @@ class _Validator:
 
         self._metrics = jax.jit(metrics_of)
 
+    def _draw(self, step: int) -> tuple[list, list]:
+        train, mlac = self.config.train, self.config.mlac
+        if self.fresh:
+            source = MetaBatchSource(self.val1, mlac, train.batch_size,
+                                     seed=train.seed + VALIDATION_KEY_OFFSET + step)
+            batches = [source.next() for _ in range(train.eval_batches)]
+        else:
+            batches = validation_meta_batches(self.val1, mlac, train.batch_size,
+                                              train.eval_batches, train.seed)
+        base = jax.random.PRNGKey(train.seed)
+        if self.fresh:
+            base = jax.random.fold_in(base, step)
+        keys = [jax.random.fold_in(base, VALIDATION_KEY_OFFSET + i) for i in range(len(batches))]
+        return batches, keys
+
     def __call__(self, state) -> dict[str, float]:
+        batches, keys = self._draw(int(state.step)) if self.fresh else (self.batches, self.keys)
         runs = [
             self._metrics(state.params, state.meta_params, state.original_backbone, batch, key)
-            for batch, key in zip(self.batches, self.keys, strict=True)
+            for batch, key in zip(batches, keys, strict=True)
         ]
         # Every validation batch but maybe the last is full, so a plain mean is close enough
         # to the example-weighted one and keeps the metric definitions in one place.

@@ -122,3 +122,27 @@ def test_cli_help_and_bad_key(tmp_path: Path):
     assert bad.returncode == 2
     assert bad.stderr.strip() == ("error: unknown key train.lr (did you mean mlac.meta_lr or "
                                   "mlac.outer_lr?)")
+
+
+def test_fresh_validation_draws_new_batches_each_time_reproducibly():
+    from sdm_jax.train_loop import _Validator
+    from sdm_jax.train_task import prepare_task
+
+    config = _config("train.validation=fresh", "train.eval_batches=3")
+    validator = _Validator(prepare_task(config), config)
+    first, first_keys = validator._draw(3)
+    again, _ = validator._draw(3)
+    later, later_keys = validator._draw(6)
+    assert len(first) == 3
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a["outer"]["x"], b["outer"]["x"])
+    assert not np.array_equal(first[0]["outer"]["x"], later[0]["outer"]["x"])
+    assert not np.array_equal(first[0]["inner"]["x"], later[0]["inner"]["x"])
+    assert not np.array_equal(np.asarray(first_keys[0]), np.asarray(later_keys[0]))
+    fixed = _Validator(prepare_task(_config()), _config())
+    assert fixed._draw(3)[0][0]["outer"]["x"].tolist() == fixed.batches[0]["outer"]["x"].tolist()
+
+
+def test_unknown_validation_mode_is_one_line():
+    with pytest.raises(Exception, match="train.validation: must be one of fixed, fresh"):
+        _config("train.validation=sometimes")
