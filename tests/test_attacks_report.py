@@ -142,3 +142,18 @@ def test_grid_rejects_bad_input_before_compute(
     with pytest.raises(AttackInputError, match=message) as caught:
         evaluate_grid(targets, splits, tasks, ns, GRID_CONFIG, progress=False)
     assert "\n" not in str(caught.value)
+
+
+def test_examples_to_target_averages_with_the_budget_for_unreached_targets():
+    from dataclasses import replace
+
+    from sdm_jax.attacks.report import mean_examples_to_target
+
+    reached = _run(0.9)
+    never = replace(_run(0.9), examples_to_target={"0.5": 48, "1": None})
+    budget = AttackSetting().steps * AttackSetting().batch_size
+    means = mean_examples_to_target([reached, never])
+    assert means == {"0.5": 32.0, "1": float(budget)}
+    row = summary_rows([CellResult("m", "bad", 20, [reached], AttackSetting(),
+                                   [reached, never], "patience")])[0]
+    assert row["examples_to_0.5_mean"] == 32.0 and row["examples_to_1_mean"] == budget

@@ -41,7 +41,7 @@ def test_tpe_search_picks_a_learning_rate_that_learns_and_is_deterministic(cell_
     best = max(t.val["accuracy"] for t in cell.trials)
     assert cell.chosen.lr > 1e-3
     assert not tiny or best > max(tiny) + 0.1
-    assert [s.setting.seed for s in cell.seeds] == [1, 2, 3, 4]
+    assert [s.setting.seed for s in cell.seeds] == [0, 1, 2, 3]  # the search seed first
     assert all(s.setting.lr == cell.chosen.lr and s.test is not None for s in cell.seeds)
     assert len({s.setting.data_seed for s in cell.seeds}) == 4  # each seed its own examples
     again = search_cell(target, problem, CONFIG)
@@ -70,3 +70,12 @@ def test_bad_search_config_fails_with_one_line(cell_inputs):
         search_cell(target, problem, SearchConfig(method="grid"))
     with pytest.raises(ValueError, match="lr_range"):
         search_cell(target, problem, SearchConfig(space=SearchSpace(lr_range=(1e-2, 1e-3))))
+
+
+def test_final_seeds_include_the_search_seed():
+    from sdm_jax.attacks.search import seed_settings
+    from sdm_jax.attacks.settings import AttackSetting
+
+    seeds = seed_settings(AttackSetting(lr=3e-3), SearchConfig(seed=0, num_seeds=15))
+    assert [s.seed for s in seeds] == list(range(15))
+    assert all(s.lr == 3e-3 and s.data_seed == s.seed for s in seeds)  # seed 0: its examples

@@ -47,8 +47,24 @@ def _finite_mean(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+def mean_examples_to_target(seeds: Sequence[RunResult]) -> dict[str, float]:
+    """Per target, the mean over seeds of the examples seen until it was reached; a seed that
+    never reached it counts its whole budget (steps × batch), as the reference does."""
+    targets = sorted({t for run in seeds for t in run.examples_to_target}, key=float)
+    return {
+        target: float(np.mean([
+            run.setting.steps * run.setting.batch_size
+            if run.examples_to_target.get(target) is None else run.examples_to_target[target]
+            for run in seeds
+        ]))
+        for target in targets
+    }
+
+
 def summary_row(cell: CellResult) -> dict:
     accuracy = np.array([run.test["accuracy"] for run in cell.seeds])
+    reached = {f"examples_to_{target}_mean": value
+               for target, value in mean_examples_to_target(cell.seeds).items()}
     return {
         "model_id": cell.model_id,
         "task": cell.task,
@@ -66,6 +82,7 @@ def summary_row(cell: CellResult) -> dict:
         "num_trials": len(cell.trials),
         "stopped_because": cell.stopped_because,
         "chosen": cell.chosen.to_dict(),
+        **reached,
     }
 
 

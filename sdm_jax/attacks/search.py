@@ -149,8 +149,9 @@ def _suggest(trial: optuna.Trial, space: SearchSpace, seed: int) -> AttackSettin
 
 
 def seed_settings(chosen: AttackSetting, config: SearchConfig) -> list[AttackSetting]:
-    """The chosen setting with ``num_seeds`` seeds unused by the search."""
-    seeds = [config.seed + 1 + i for i in range(config.num_seeds)]
+    """The chosen setting with ``num_seeds`` seeds, the search's own first (seeds 0-14 for the
+    defaults, as the reference reruns its chosen setting)."""
+    seeds = [config.seed + i for i in range(config.num_seeds)]
     return [
         dataclasses.replace(
             chosen, seed=s, data_seed=s if config.resample_examples else config.seed
