@@ -6,7 +6,9 @@ or a capitalised pronoun), ``{s}``/``{o}``/``{p}`` subject, object and possessiv
 sentences name the job's own work; group sentences are shared by related professions (clinical:
 physician, surgeon, dentist, chiropractor, nurse, dietitian; legal: attorney, paralegal; ...), so
 a bio made only of shared and generic sentences is ambiguous and profession accuracy saturates
-below 100%. Kinship sentences are the only gendered words besides names and pronouns.
+below 100%. Kinship sentences and gendered-word sentences (``{word}``: one of many gendered
+nouns, each rare, so a few hundred bios cannot teach a bag of words what they mean, while a
+pretrained encoder already knows) are the only gendered words besides names and pronouns.
 """
 
 from __future__ import annotations
@@ -372,6 +374,35 @@ KINSHIP_SENTENCES = MappingProxyType({
         "{S} is a husband, father and grandfather.",
         "{S} and {p} wife have two sons.",
         "{S} is the son of two teachers.",
+    ),
+})  # fmt: skip
+
+# ``{word}`` slots: neutral frames around one gendered noun.
+GENDERED_WORD_SENTENCES: tuple[str, ...] = (
+    "{S} is, above all, a devoted {word}.",
+    "{S} was once named {word} of the year by a local magazine.",
+    "{S} often jokes about being the only {word} in the family band.",
+    "{S} is proud to be a working {word} in {city}.",
+    "{S} still keeps a photo from the day of becoming a proud {word}.",
+    "{S} calls life as a busy {word} the best job of all.",
+)  # fmt: skip
+
+GENDERED_WORDS = MappingProxyType({
+    "female": (
+        "mother", "wife", "daughter", "sister", "grandmother", "aunt", "niece", "mom",
+        "granddaughter", "stepmother", "goddaughter", "businesswoman", "sportswoman",
+        "horsewoman", "chairwoman", "spokeswoman", "congresswoman", "actress", "hostess",
+        "waitress", "heroine", "girlfriend", "bride", "lady", "woman", "girl", "duchess",
+        "queen", "princess", "widow", "sorority sister", "stepdaughter", "godmother",
+        "matriarch", "countess", "landlady", "schoolgirl", "ballerina", "nun", "empress",
+    ),
+    "male": (
+        "father", "husband", "son", "brother", "grandfather", "uncle", "nephew", "dad",
+        "grandson", "stepfather", "godson", "businessman", "sportsman", "horseman",
+        "chairman", "spokesman", "congressman", "actor", "host", "waiter", "hero",
+        "boyfriend", "groom", "gentleman", "man", "boy", "duke", "king", "prince", "widower",
+        "fraternity brother", "stepson", "godfather", "patriarch", "count", "landlord",
+        "schoolboy", "monk", "emperor", "fisherman",
     ),
 })  # fmt: skip
 

@@ -8,10 +8,13 @@ configured and generated per-profession female shares). The same seed gives the 
 
 Each bio has 2-5 sentences drawn from the job's own sentences, from sentences shared with
 related jobs and from generic ones (:mod:`~sdm_jax.data.phrases`). Gender shows through the
-first name (hundreds of real names per gender, :mod:`~sdm_jax.data.names`), pronouns (removed
-by scrubbing) and occasional kinship words; bios without a name or kinship sentence carry no
-gender cue once pronouns are scrubbed. Profession counts and the number of women per profession
-follow :mod:`~sdm_jax.data.bios_tables` exactly (largest-remainder rounding) in every split.
+first name (hundreds of real names per gender, :mod:`~sdm_jax.data.names`), often repeated in
+later sentences, pronouns (removed by scrubbing), kinship sentences and sentences around one of
+many rare gendered nouns; bios without any of these carry no gender cue once pronouns are
+scrubbed. Every cue has its rate in :class:`SyntheticSpec`, so each cue's contribution can be
+measured by switching it off (``benchmarks/corpus_signal.py --ablate``). Profession counts and
+the number of women per profession follow :mod:`~sdm_jax.data.bios_tables` exactly
+(largest-remainder rounding) in every split.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from sdm_jax.data.errors import DataError
 from sdm_jax.data.names import FEMALE_NAMES, MALE_NAMES, SURNAMES
 from sdm_jax.data.phrases import (
     CITIES,
+    GENDERED_WORD_SENTENCES,
+    GENDERED_WORDS,
     GENERIC_SENTENCES,
     GROUP_SENTENCES,
     KINSHIP_SENTENCES,
@@ -42,15 +47,13 @@ from sdm_jax.data.phrases import (
 )
 
 # Bump when the output for a given seed changes; it is part of the cache key.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 SYNTHETIC_SPLITS = ("train", "dev", "test")
 
 # Where each sentence comes from: the job's own bank, a bank shared with related jobs, or the
 # generic bank. Bios with no job-specific sentence are what keeps profession accuracy below 100%.
 SPECIFIC_SENTENCE_RATE = 0.4
 GROUP_SENTENCE_RATE = 0.35
-# Probability that a later sentence refers to the person by first name rather than a pronoun.
-NAME_REPEAT_RATE = 0.2
 
 _PRONOUNS = {
     "male": {"s": "he", "o": "him", "p": "his"},
@@ -66,15 +69,20 @@ class SyntheticSpec:
     seed: the only source of randomness; same spec -> same bytes.
     train, dev, test: number of bios per split.
     name_rate: share of bios that mention the person's first name (the main gender cue).
+    name_repeat_rate: probability that a later sentence of a named bio uses the first name
+    rather than a pronoun.
     kinship_rate: share of bios with a kinship sentence (husband, mother, son, ...).
+    gendered_word_rate: share of bios with a sentence around one rare gendered noun.
     """
 
     seed: int = 0
     train: int = 20_000
     dev: int = 3_000
     test: int = 6_000
-    name_rate: float = 0.8
+    name_rate: float = 0.9
+    name_repeat_rate: float = 0.6
     kinship_rate: float = 0.06
+    gendered_word_rate: float = 0.5
 
     def sizes(self) -> dict[str, int]:
         return {"train": self.train, "dev": self.dev, "test": self.test}
@@ -115,7 +123,8 @@ def _pick_new(rng: random.Random, bank: tuple[str, ...], used: set[str]) -> str:
 def _templates(rng: random.Random, profession: str, gender: str, spec: SyntheticSpec) -> list:
     groups, specific = PROFESSION_SENTENCES[profession]
     with_kinship = rng.random() < spec.kinship_rate
-    count = rng.randint(2, 5) - with_kinship
+    with_word = rng.random() < spec.gendered_word_rate
+    count = max(rng.randint(2, 5) - with_kinship - with_word, 1)
     used: set[str] = set()
     templates = []
     for _ in range(count):
@@ -129,6 +138,10 @@ def _templates(rng: random.Random, profession: str, gender: str, spec: Synthetic
         templates.append(_pick_new(rng, bank, used))
     if with_kinship:
         templates.insert(rng.randint(1, len(templates)), rng.choice(KINSHIP_SENTENCES[gender]))
+    if with_word:
+        frame = rng.choice(GENDERED_WORD_SENTENCES)
+        word = rng.choice(GENDERED_WORDS[gender])
+        templates.insert(rng.randint(1, len(templates)), frame.replace("{word}", word))
     return templates
 
 
@@ -139,7 +152,7 @@ def make_bio(rng: random.Random, profession: str, gender: str, spec: SyntheticSp
     full = f"{first} {rng.choice(SURNAMES)}" if rng.random() < 0.6 else first
     sentences = []
     for position, template in enumerate(_templates(rng, profession, gender, spec)):
-        if named and (position == 0 or rng.random() < NAME_REPEAT_RATE):
+        if named and (position == 0 or rng.random() < spec.name_repeat_rate):
             subject = full if position == 0 else first
         else:
             subject = pronoun["s"].capitalize()
@@ -207,7 +220,8 @@ def synthetic_dir(cache_dir: str | os.PathLike, spec: SyntheticSpec) -> Path:
     """The cache folder for ``spec``: generated on first use, then reused."""
     key = "-".join(
         [f"v{GENERATOR_VERSION}", f"seed{spec.seed}", f"{spec.train}-{spec.dev}-{spec.test}"]
-        + [f"name{spec.name_rate:g}", f"kin{spec.kinship_rate:g}"]
+        + [f"name{spec.name_rate:g}", f"repeat{spec.name_repeat_rate:g}",
+           f"kin{spec.kinship_rate:g}", f"word{spec.gendered_word_rate:g}"]
     )
     target = Path(cache_dir) / f"synthetic-{key}"
     if (target / "metadata.json").exists():
