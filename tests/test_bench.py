@@ -79,3 +79,24 @@ def test_compare_torch_runs_interleaved_pairs(tmp_path):
         assert len(summary["pairs"]) == 2 and summary["jax_step_s"] > 0
         assert summary["ratio"] is not None or summary["withheld"]
     assert "| paper | 1 |" in done.stdout and "| fixed_lr | 1 |" in done.stdout
+
+
+def test_op_classes_by_hlo_name():
+    from sdm_jax.bench.profile import op_class
+
+    assert op_class("ynn_fusion.12") == "dot"
+    assert op_class("copy_bitcast_fusion.199") == "copy/transpose"
+    assert op_class("dynamic-update-slice_fusion.3") == "dynamic-update-slice"
+    assert op_class("multiply_add_fusion.141") == "elementwise/other"
+    assert op_class("ThunkExecutor::Execute") is None
+
+
+def test_profile_of_a_micro_step_accounts_for_its_ops():
+    from sdm_jax.bench.profile import markdown, profile_step
+    from sdm_jax.bench.workload import Workload
+
+    result = profile_step(Workload(model="test-micro", seq_len=8, batch=2, inner_steps=2))
+    assert result["op_s"] > 0 and result["threads"] >= 1
+    assert result["classes"]["dot"] > 0
+    assert sum(result["classes"].values()) == pytest.approx(result["op_s"])
+    assert "cores busy" in markdown(result)
