@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-parallel", type=int, default=32,
                         help="attack runs per compiled program (lower it if memory is short)")
     parser.add_argument("--seed", type=int, default=0, help="search and attacker seed")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeat the whole evaluation with this many seed sets (the paper "
+                             "used 6); each goes to OUT/repeat_R and their spread to "
+                             "OUT/repeats.md")
     parser.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/eval)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported after parsing so --help answers without loading JAX.
     from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
-    from sdm_jax.evaluate import EvalPlan, evaluate, parse_models
+    from sdm_jax.evaluate import EvalPlan, evaluate, evaluate_repeats, parse_models
 
     try:
         if len(args.steps) != 3:
@@ -92,11 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         plan = EvalPlan(run_dir=args.run_dir, models=parse_models(args.model),
                         baselines=args.baselines, tasks=args.tasks, ns=args.ns, search=search,
                         out_dir=args.out, progress=not args.no_progress)
-        paths, _ = evaluate(plan)
+        if args.repeats != 1:
+            paths = evaluate_repeats(plan, args.repeats)
+            report = paths["repeats.md"]
+        else:
+            paths, _ = evaluate(plan)
+            report = paths["report.md"]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(paths["report.md"].read_text())
+    print(report.read_text())
     print("results: " + ", ".join(str(path) for path in paths.values()))
     return 0
 

@@ -9,6 +9,7 @@ architecture freshly initialised).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from sdm_jax.attacks import (
     write_report,
 )
 from sdm_jax.attacks.metrics import accuracy
+from sdm_jax.attacks.report import repeat_rows, repeats_markdown, summary_rows
 from sdm_jax.config import Config, load_config
 from sdm_jax.models import (
     CheckpointError,
@@ -206,6 +208,31 @@ def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
         paths["retention.json"] = write_text_atomic(plan.output / "retention.json",
                                                     json.dumps(retention, indent=1) + "\n")
     return paths, cells
+
+
+def repeat_plan(plan: EvalPlan, repeat: int) -> EvalPlan:
+    """Repeat ``repeat`` of ``plan``: its own report folder, and search and attacker seeds that
+    start past the previous repeat's final seeds, so no two repeats share a seed."""
+    seed = plan.search.seed + repeat * plan.search.num_seeds
+    return dataclasses.replace(plan, search=dataclasses.replace(plan.search, seed=seed),
+                               out_dir=plan.output / f"repeat_{repeat}")
+
+
+def evaluate_repeats(plan: EvalPlan, repeats: int) -> dict[str, Path]:
+    """Run the whole evaluation ``repeats`` times (each resumable from its own cache) and write
+    their spread to ``repeats.md`` and ``repeats.json`` beside the repeats' folders."""
+    if repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
+    summaries = []
+    for repeat in range(repeats):
+        _, cells = evaluate(repeat_plan(plan, repeat))
+        summaries.append(summary_rows(cells))
+    rows = repeat_rows(summaries)
+    return {
+        "repeats.json": write_text_atomic(plan.output / "repeats.json",
+                                          json.dumps(rows, indent=1) + "\n"),
+        "repeats.md": write_text_atomic(plan.output / "repeats.md", repeats_markdown(rows)),
+    }
 
 
 def parse_models(pairs: Sequence[str]) -> dict[str, str]:

@@ -9,7 +9,14 @@ import pytest
 from sdm_jax.attacks import grid as grid_module
 from sdm_jax.attacks.grid import evaluate_grid
 from sdm_jax.attacks.problem import AttackInputError, AttackTarget
-from sdm_jax.attacks.report import blocking_scores, markdown_report, run_rows, summary_rows
+from sdm_jax.attacks.report import (
+    blocking_scores,
+    markdown_report,
+    repeat_rows,
+    repeats_markdown,
+    run_rows,
+    summary_rows,
+)
 from sdm_jax.attacks.report_io import write_report
 from sdm_jax.attacks.runner import RunnerConfig, RunResult
 from sdm_jax.attacks.search import CellResult, SearchConfig, SearchSpace
@@ -157,3 +164,20 @@ def test_examples_to_target_averages_with_the_budget_for_unreached_targets():
     row = summary_rows([CellResult("m", "bad", 20, [reached], AttackSetting(),
                                    [reached, never], "patience")])[0]
     assert row["examples_to_0.5_mean"] == 32.0 and row["examples_to_1_mean"] == budget
+
+
+def test_repeat_rows_spread_and_blocking_score():
+    def summary(blocked, pretrained, random):
+        return [{"model_id": m, "task": "bad", "n": 20, "test_accuracy_mean": a,
+                 "test_accuracy_worst": a + 0.01}
+                for m, a in (("blocked", blocked), ("pretrained", pretrained), ("random", random))]
+
+    rows = repeat_rows([summary(0.6, 0.8, 0.5), summary(0.7, 0.8, 0.5)])
+    blocked = next(row for row in rows if row["model_id"] == "blocked")
+    assert blocked["accuracy_mean"] == pytest.approx(0.65)
+    assert blocked["accuracy_std"] == pytest.approx(0.05)
+    assert blocked["blocking_score_mean"] == pytest.approx(0.5)
+    assert blocked["blocking_score_std"] == pytest.approx(1 / 6)
+    assert "0.500 ± 0.167" in repeats_markdown(rows)
+    with pytest.raises(ValueError, match="no evaluation repeats"):
+        repeat_rows([])

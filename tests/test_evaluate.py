@@ -11,7 +11,7 @@ import pytest
 import eval as eval_cli
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import load_config
-from sdm_jax.evaluate import EvalPlan, evaluate, parse_models
+from sdm_jax.evaluate import EvalPlan, evaluate, evaluate_repeats, parse_models, repeat_plan
 from sdm_jax.train_loop import train_and_evaluate
 
 SMALL = [
@@ -103,3 +103,25 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
 def test_cli_rejects_an_unknown_attack_mode(tmp_path, capsys):
     assert eval_cli.main(["--run-dir", str(tmp_path), "--attack-modes", "full,lora"]) == 2
     assert "--attack-modes takes full and/or frozen" in capsys.readouterr().err
+
+
+def test_repeats_use_disjoint_seeds_and_report_their_spread(toy_run, tmp_path):
+    plan = _plan(toy_run, tmp_path / "eval", tasks=("bad",), ns=(10,))
+    assert [repeat_plan(plan, r).search.seed for r in range(3)] == [0, 2, 4]
+    paths = evaluate_repeats(plan, 2)
+    rows = json.loads(paths["repeats.json"].read_text())
+    per_repeat = [json.loads((tmp_path / "eval" / f"repeat_{r}" / "results.json").read_text())
+                  for r in range(2)]
+    blocked = next(row for row in rows if row["model_id"] == "blocked")
+    means = [next(s["test_accuracy_mean"] for s in doc["summary"] if s["model_id"] == "blocked")
+             for doc in per_repeat]
+    assert blocked["repeats"] == 2
+    assert blocked["accuracy_min"] == min(means) and blocked["accuracy_max"] == max(means)
+    assert "blocking_score_mean" in blocked
+    assert "| blocked |" in paths["repeats.md"].read_text()
+
+
+def test_cli_rejects_zero_repeats(toy_run, tmp_path, capsys):
+    assert eval_cli.main(["--run-dir", str(toy_run), "--repeats", "0",
+                          "--out", str(tmp_path / "eval")]) == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err

@@ -188,3 +188,70 @@ def csv_text(rows: Sequence[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def repeat_rows(
+    summaries: Sequence[Sequence[dict]],
+    harmful_task: str = "bad",
+    pretrained_id: str = "pretrained",
+    random_id: str = "random",
+) -> list[dict]:
+    """Spread of whole-evaluation repeats: one row per (model, task, n) present in every
+    repeat, with the mean, population std, min and max over repeats of the cell's seed-mean test
+    accuracy and of its worst case, and for the harmful task the blocking score's spread."""
+    if not summaries:
+        raise ValueError("no evaluation repeats to summarise")
+    keyed = [{(row["model_id"], row["task"], row["n"]): row for row in summary}
+             for summary in summaries]
+    scores = [blocking_scores(summary, harmful_task, pretrained_id, random_id)
+              for summary in summaries]
+    rows = []
+    for key in keyed[0]:
+        if not all(key in repeat for repeat in keyed):
+            continue
+        model_id, task, n = key
+        means = np.array([repeat[key]["test_accuracy_mean"] for repeat in keyed])
+        worsts = np.array([repeat[key]["test_accuracy_worst"] for repeat in keyed])
+        row = {"model_id": model_id, "task": task, "n": n, "repeats": len(keyed),
+               "accuracy_mean": float(means.mean()), "accuracy_std": float(means.std()),
+               "accuracy_min": float(means.min()), "accuracy_max": float(means.max()),
+               "worst_mean": float(worsts.mean()), "worst_max": float(worsts.max())}
+        if task == harmful_task:
+            per_repeat = [score.get(model_id, {}).get(n) for score in scores]
+            if all(value is not None for value in per_repeat):
+                row["blocking_score_mean"] = float(np.mean(per_repeat))
+                row["blocking_score_std"] = float(np.std(per_repeat))
+        rows.append(row)
+    return rows
+
+
+def repeats_markdown(rows: Sequence[dict], harmful_task: str = "bad") -> str:
+    """Per task, models × n: "mean ± std over repeats [min, max]", then the blocking scores."""
+    if not rows:
+        return "# Evaluation repeats\n\nNo cell was present in every repeat.\n"
+    lines = ["# Evaluation repeats", "",
+             f"The whole evaluation (search and seeds) repeated {rows[0]['repeats']} times with",
+             "different seeds. Each cell: the mean over repeats of the seed-mean test accuracy ±",
+             "its std over repeats, [lowest, highest repeat].", ""]
+    ns = sorted({row["n"] for row in rows})
+    for task in dict.fromkeys(row["task"] for row in rows):
+        table: dict[str, dict[int, dict]] = {}
+        for row in rows:
+            if row["task"] == task:
+                table.setdefault(row["model_id"], {})[row["n"]] = row
+        body = [[model] + [
+            f"{c[n]['accuracy_mean']:.3f} ± {c[n]['accuracy_std']:.3f} "
+            f"[{c[n]['accuracy_min']:.3f}, {c[n]['accuracy_max']:.3f}]" if n in c else "—"
+            for n in ns] for model, c in table.items()]
+        lines += [f"## {task}", "", *_markdown_table(["model"] + [f"n={n}" for n in ns], body), ""]
+    scored = [row for row in rows if "blocking_score_mean" in row]
+    if scored:
+        table = {}
+        for row in scored:
+            table.setdefault(row["model_id"], {})[row["n"]] = row
+        body = [[model] + [
+            f"{c[n]['blocking_score_mean']:.3f} ± {c[n]['blocking_score_std']:.3f}"
+            if n in c else "—" for n in ns] for model, c in table.items()]
+        lines += [f"## Blocking score on {harmful_task} (mean ± std over repeats)", "",
+                  *_markdown_table(["model"] + [f"n={n}" for n in ns], body), ""]
+    return "\n".join(lines)
