@@ -66,9 +66,10 @@ def hf_bert(config: BertConfig, dtype: torch.dtype, seed: int = 0) -> BertModel:
     return BertModel(hf_config).to(dtype).eval()
 
 
-def to_torch_batch(batch: dict) -> dict:
-    return {key: torch.from_numpy(np.asarray(value)).long() if value.dtype.kind == "i"
-            else torch.from_numpy(np.asarray(value)) for key, value in batch.items()}
+def to_torch_batch(batch: dict, device: torch.device | str = "cpu") -> dict:
+    return {key: (torch.from_numpy(np.asarray(value)).long() if value.dtype.kind == "i"
+                  else torch.from_numpy(np.asarray(value))).to(device)
+            for key, value in batch.items()}
 
 
 def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -86,8 +87,8 @@ def solve_linear_readout(logits, labels, weight, iterations: int = DEFAULTS.line
         onehot = F.one_hot(labels, classes).to(logits.dtype)
         lipschitz = 0.5 * (logits.square().sum(-1) * weight).sum() / total + 1e-6
         step = 1.0 / lipschitz
-        w = previous = torch.eye(classes, dtype=logits.dtype)
-        t = torch.ones((), dtype=logits.dtype)
+        w = previous = torch.eye(classes, dtype=logits.dtype, device=logits.device)
+        t = torch.ones((), dtype=logits.dtype, device=logits.device)
         for _ in range(iterations):
             t_next = 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t))
             probe = w + ((t - 1.0) / t_next) * (w - previous)
@@ -171,26 +172,36 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def benchmark(workload: Workload, min_steps: int, min_seconds: float, warmup_steps: int = 1,
-              seed: int = 0) -> dict:
-    """Time the PyTorch outer step (meta-gradient, clip, Adam) on the benchmark's batches."""
+              seed: int = 0, device: str = "cpu") -> dict:
+    """Time the PyTorch outer step (meta-gradient, clip, Adam) on the benchmark's batches, on
+    ``device`` (``cpu`` or ``cuda``; a GPU step is timed after synchronising)."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked, but this torch build sees no CUDA device")
     config = workload.config
-    model = hf_bert(config, torch.float32, seed)
+    model = hf_bert(config, torch.float32, seed).to(device)
     params = {name: p.detach().clone().requires_grad_(True)
               for name, p in model.named_parameters()}
     generator = torch.Generator().manual_seed(seed)
     bound = 1.0 / math.sqrt(config.hidden_size)
 
     def fresh_head(outputs):
-        return (torch.rand(config.hidden_size, outputs, generator=generator) * 2 - 1) * bound
+        draw = (torch.rand(config.hidden_size, outputs, generator=generator) * 2 - 1) * bound
+        return draw.to(device)
 
     head = fresh_head(NUM_GOOD + NUM_BAD).requires_grad_(True)
     meta_batch = make_meta_batch(workload, seed)
-    inner = to_torch_batch({key: value[0] for key, value in meta_batch["inner"].items()})
-    outer = to_torch_batch(meta_batch["outer"])
+    inner = to_torch_batch({key: value[0] for key, value in meta_batch["inner"].items()}, device)
+    outer = to_torch_batch(meta_batch["outer"], device)
     settings = workload.settings()
     learned = settings.learn_inner_lr
-    inner_lr = torch.tensor(DEFAULTS.inner_lr_init, requires_grad=learned)
+    inner_lr = torch.tensor(DEFAULTS.inner_lr_init, requires_grad=learned, device=device)
     trained = [*params.values(), head]
     optimizer = torch.optim.Adam(trained, lr=DEFAULTS.outer_lr)
     meta_optimizer = torch.optim.Adam([inner_lr], lr=DEFAULTS.meta_lr) if learned else None
@@ -219,6 +230,7 @@ def benchmark(workload: Workload, min_steps: int, min_seconds: float, warmup_ste
     while len(times) < min_steps or sum(times) < min_seconds:
         begin, begin_cpu = time.perf_counter(), time.process_time()
         loss = step()
+        _synchronize(device)
         times.append(time.perf_counter() - begin)
         cpu_times.append(time.process_time() - begin_cpu)
     step_time = statistics.median(times)
@@ -238,6 +250,9 @@ def benchmark(workload: Workload, min_steps: int, min_seconds: float, warmup_ste
         "flops_per_step": flops.total,
         "achieved_flops": flops.total / step_time,
         "peak_rss_mb": peak_rss_mb(),
+        "device": str(device),
+        "peak_device_mb": torch.cuda.max_memory_allocated(device) / 2**20
+        if device.type == "cuda" else None,
         "compile_s": None,
         "loss": loss,
     }
@@ -255,13 +270,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-steps", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--warmup-steps", type=int, default=1)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--json", type=Path, required=True, help="write the result here")
     args = parser.parse_args(argv)
     model_config(args.model)  # fail early with the list of shapes
     workload = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
                         inner_steps=args.inner_steps, bad_adapted=args.bad_adapted,
                         objective=args.objective)
-    result = benchmark(workload, args.min_steps, args.min_seconds, args.warmup_steps)
+    result = benchmark(workload, args.min_steps, args.min_seconds, args.warmup_steps,
+                       device=args.device)
     args.json.write_text(json.dumps(result))
 
 

@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="interleaved JAX/PyTorch rounds per configuration (>= 3 to quote)")
     parser.add_argument("--torch-python", default=None,
                         help="interpreter with torch installed (default: this one)")
+    parser.add_argument("--torch-device", default="cpu", choices=("cpu", "cuda"),
+                        help="device of the PyTorch reference (match JAX's backend)")
     parser.add_argument("--attack-steps", type=int, default=0,
                         help="also time 32 attack runs of this many steps, vectorised vs one "
                              "by one (0 = skip)")
@@ -160,7 +162,8 @@ def run_torch(workload: Workload, args: argparse.Namespace, torch_python: str) -
                "--seq-len", str(workload.seq_len), "--batch", str(workload.batch),
                "--inner-steps", str(workload.inner_steps), "--objective", workload.objective,
                "--min-steps", str(args.min_steps), "--min-seconds", str(args.min_seconds),
-               "--warmup-steps", str(args.warmup_steps), "--json"]
+               "--warmup-steps", str(args.warmup_steps), "--device", args.torch_device,
+               "--json"]
     if workload.bad_adapted:
         command.insert(-1, "--bad-adapted")
     result = _run_json(command, dict(os.environ), args.timeout)
