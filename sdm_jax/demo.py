@@ -26,14 +26,23 @@ BASELINE_OVERRIDES = {
     "ac": ["mlac.inner_steps=0"],
     "finetuned": ["mlac.inner_steps=0", "mlac.l_linear_mi=0", "mlac.l_bad_adapted_grad=0"],
 }
-DEMO_NS = (20, 100)
+PROBE_NS = (20, 50, 100, 200)
 # Linear-probe attacks (frozen base): features are computed once per model, so the whole grid
-# fits a CPU in minutes. eval.py's default search adds full fine-tuning, which on a 2-core CPU
-# costs tens of minutes per model even at this scale.
-DEMO_SEARCH = SearchConfig(
+# fits a CPU in minutes.
+PROBE_SEARCH = SearchConfig(
     method="tpe", max_trials=8, patience=8, trials_per_batch=8, num_seeds=5,
     space=SearchSpace(steps_range=(100, 300, 100), batch_sizes=(8, 16), frozen_base=(True,)),
     runner=RunnerConfig(eval_every=50),
+)
+# Full fine-tuning (fresh head, Adam, searched lr and batch) costs ~15 s per attack run on a
+# 2-core CPU at this scale, so it runs at n=100 only, on the harmful task, with a small budget.
+FULL_NS = (100,)
+FULL_MODELS = ("blocked", "ac", "pretrained", "random")
+FULL_SEARCH = SearchConfig(
+    method="tpe", max_trials=4, patience=4, trials_per_batch=4, num_seeds=3,
+    space=SearchSpace(lr_range=(1e-5, 1e-3), steps_range=(100, 100, 100), batch_sizes=(8, 16),
+                      frozen_base=(False,)),
+    runner=RunnerConfig(eval_every=25),
 )
 
 
@@ -69,20 +78,29 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(CONFIG)
     print(f"sdm-jax demo, DEMO SCALE: {config.model.num_layers}-layer MiniLM, "
           f"{config.model.max_length} tokens, K={config.mlac.inner_steps}, "
-          f"{config.train.outer_steps} outer steps; linear-probe attacks with "
-          f"{DEMO_SEARCH.max_trials} search trials and {DEMO_SEARCH.num_seeds} seeds per cell. "
+          f"{config.train.outer_steps} outer steps; linear probes ({PROBE_SEARCH.max_trials} "
+          f"trials, {PROBE_SEARCH.num_seeds} seeds per cell) and full fine-tuning at n=100 "
+          f"({FULL_SEARCH.max_trials} trials, {FULL_SEARCH.num_seeds} seeds). "
           "It shows the pipeline, not the paper's numbers (README: 'Paper-scale runs').")
     blocked = _train("blocked", [], args.out, progress)
     baselines = {name: str(_train(name, overrides, args.out, progress))
                  for name, overrides in BASELINE_OVERRIDES.items()}
-    print(f"[eval] attacking blocked, {', '.join(baselines)}, pretrained and random "
-          f"with n in {DEMO_NS}")
-    plan = EvalPlan(run_dir=blocked, models=baselines, ns=DEMO_NS, search=DEMO_SEARCH,
-                    out_dir=args.out / "eval", progress=progress is None)
-    paths, _ = evaluate(plan)
+    print(f"[eval] linear probes on blocked, {', '.join(baselines)}, pretrained and random "
+          f"with n in {PROBE_NS}")
+    probes, _ = evaluate(EvalPlan(run_dir=blocked, models=baselines, ns=PROBE_NS,
+                                  search=PROBE_SEARCH, out_dir=args.out / "eval",
+                                  progress=progress is None))
+    print(f"[eval] full fine-tuning of {', '.join(FULL_MODELS)} on the harmful task, "
+          f"n in {FULL_NS}")
+    full_models = {name: path for name, path in baselines.items() if name in FULL_MODELS}
+    full, _ = evaluate(EvalPlan(run_dir=blocked, models=full_models, tasks=("bad",), ns=FULL_NS,
+                                search=FULL_SEARCH, out_dir=args.out / "eval_full",
+                                progress=progress is None))
     print()
-    print(paths["report.md"].read_text())
-    print(f"plot: {paths['blocking.png']}")
+    print(probes["report.md"].read_text())
+    print("# Full fine-tuning\n")
+    print(full["report.md"].read_text())
+    print(f"plots: {probes['blocking.png']}, {full['blocking.png']}")
     print(f"all results: {args.out} (demo wall time {time.perf_counter() - started:.0f} s)")
 
 
