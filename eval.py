@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr-range", type=lambda t: tuple(float(x) for x in t.split(",")),
                         default=(1e-5, 1e-2), metavar="LOW,HIGH",
                         help="attack learning rates searched (log-uniform)")
-    parser.add_argument("--batch-sizes", type=_ints, default=(8, 16, 32),
-                        help="attack batch sizes searched")
+    parser.add_argument("--batch-sizes", type=_ints, default=None,
+                        help="attack batch sizes searched (default: the run's own "
+                             "mlac.batch_size_choices, as the reference searches)")
     parser.add_argument("--attack-modes", type=_names, default=("full", "frozen"),
                         help="attacks searched: full (fine-tune everything) and/or frozen "
                              "(linear probe on the frozen encoder)")
@@ -77,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported after parsing so --help answers without loading JAX.
     from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
-    from sdm_jax.evaluate import EvalPlan, evaluate, evaluate_repeats, parse_models
+    from sdm_jax.evaluate import (
+        EvalPlan,
+        evaluate,
+        evaluate_repeats,
+        parse_models,
+        run_batch_sizes,
+    )
 
     try:
         if len(args.steps) != 3:
@@ -86,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown_modes or not args.attack_modes:
             raise ValueError(f"--attack-modes takes full and/or frozen, got {args.attack_modes}")
         frozen_base = tuple(mode == "frozen" for mode in args.attack_modes)
+        batch_sizes = args.batch_sizes or run_batch_sizes(args.run_dir)
         space = SearchSpace(lr_range=args.lr_range, steps_range=args.steps,
-                            batch_sizes=args.batch_sizes, frozen_base=frozen_base,
+                            batch_sizes=batch_sizes, frozen_base=frozen_base,
                             optimizers=args.optimizers)
         search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,
                               trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,

@@ -81,6 +81,12 @@ def run_config(run_dir: Path) -> Config:
     raise CheckpointError(f"{run_dir}: not a training run (no {RUN_CONFIG} or {EXPORT_CONFIG})")
 
 
+def run_batch_sizes(run_dir: Path) -> tuple[int, ...]:
+    """The simulated attackers' batch sizes of a run: the attack search's default, as the
+    reference searches the same sizes it trained against."""
+    return tuple(run_config(Path(run_dir)).mlac.batch_size_choices)
+
+
 def export_dir(path: Path) -> Path:
     """A run directory's ``export/``, or the path itself when it already is a model folder."""
     return path / "export" if (path / "export").is_dir() else path

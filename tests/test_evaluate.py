@@ -11,7 +11,14 @@ import pytest
 import eval as eval_cli
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import load_config
-from sdm_jax.evaluate import EvalPlan, evaluate, evaluate_repeats, parse_models, repeat_plan
+from sdm_jax.evaluate import (
+    EvalPlan,
+    evaluate,
+    evaluate_repeats,
+    parse_models,
+    repeat_plan,
+    run_batch_sizes,
+)
 from sdm_jax.train_loop import train_and_evaluate
 
 SMALL = [
@@ -125,3 +132,8 @@ def test_cli_rejects_zero_repeats(toy_run, tmp_path, capsys):
     assert eval_cli.main(["--run-dir", str(toy_run), "--repeats", "0",
                           "--out", str(tmp_path / "eval")]) == 2
     assert "--repeats must be at least 1" in capsys.readouterr().err
+
+
+def test_attack_batch_sizes_default_to_the_runs_own(toy_run):
+    assert run_batch_sizes(toy_run) == (4, 8)
+    assert eval_cli.build_parser().parse_args(["--run-dir", "x"]).batch_sizes is None
