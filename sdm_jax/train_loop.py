@@ -138,6 +138,12 @@ def train_and_evaluate(
     run_dir = Path(run_dir if run_dir is not None else config.train.run_dir)
     task = prepare_task(config)  # data and model checked before any compute
     run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = run_checkpoints(config, run_dir)
+    latest = checkpoints.latest_step()
+    if latest is not None:
+        # Refuse another config before touching the run's files: its config.yaml must keep
+        # describing the checkpoints it holds.
+        checkpoints.check_compatible(checkpoints.read_metadata(latest), latest)
     write_text_atomic(run_dir / "config.yaml", config_to_yaml(config))
     metrics_path = run_dir / "metrics.jsonl"
     settings, train = config.mlac, config.train
@@ -148,7 +154,6 @@ def train_and_evaluate(
                              settings, train.seed, head=task.head)
     source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
     validate = _Validator(task, config)
-    checkpoints = run_checkpoints(config, run_dir)
     start, best_loss, best_step, resumed_from = 0, math.inf, None, None
     if checkpoints.latest_step() is not None:
         state, samplers, metadata = checkpoints.restore(state)

@@ -80,8 +80,10 @@ def test_resume_ends_where_an_uninterrupted_run_ends(straight_run, tmp_path: Pat
 
 def test_resume_refuses_a_changed_config(tmp_path: Path):
     train_and_evaluate(_config("train.stop_after=2"), tmp_path, progress=False)
+    saved_config = (tmp_path / "config.yaml").read_bytes()
     with pytest.raises(ValueError, match=r"different config \(mlac.inner_steps: 2 -> 3\)"):
         train_and_evaluate(_config("mlac.inner_steps=3"), tmp_path, progress=False)
+    assert (tmp_path / "config.yaml").read_bytes() == saved_config
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch):
