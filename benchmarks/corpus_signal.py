@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import jax
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
 import sdm_jax
+from sdm_jax.attacks import AttackTarget, compute_features
 from sdm_jax.data.scrub import scrub_pronouns
 from sdm_jax.data.synthetic import SyntheticSpec, generate_split
 
@@ -42,15 +42,11 @@ def split_texts(spec: SyntheticSpec) -> dict[str, tuple[list[str], np.ndarray]]:
 
 
 def features(encoder, texts: list[str], max_length: int) -> np.ndarray:
-    apply = jax.jit(encoder.apply)
-    rows = []
-    for start in range(0, len(texts), 256):
-        batch = encoder.tokenizer(texts[start:start + 256], padding="max_length", truncation=True,
-                                  max_length=max_length, return_tensors="np")
-        hidden, _ = apply(encoder.params, batch["input_ids"], batch["attention_mask"])
-        mask = batch["attention_mask"][..., None]
-        rows.append(np.asarray((hidden * mask).sum(1) / mask.sum(1)))
-    return np.concatenate(rows)
+    """Mean-pooled features, computed as the library's ``pooling: mean`` computes them."""
+    batch = encoder.tokenizer(texts, padding="max_length", truncation=True,
+                              max_length=max_length, return_tensors="np")
+    target = AttackTarget("probe", encoder.backbone_with("mean"), encoder.params)
+    return compute_features(target, dict(batch), chunk_size=256)
 
 
 def probe_accuracy(x: dict, y: dict, n: int, draws: int) -> float:

@@ -18,13 +18,14 @@ from pathlib import Path
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import config_to_yaml, load_config
 from sdm_jax.evaluate import EvalPlan, evaluate
+from sdm_jax.tune_finetuned import FINETUNE_OVERRIDES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "bios_minilm.yaml"
 # Trained baselines as overrides of the blocked run's config.
 BASELINE_OVERRIDES = {
     "ac": ["mlac.inner_steps=0"],
-    "finetuned": ["mlac.inner_steps=0", "mlac.l_linear_mi=0", "mlac.l_bad_adapted_grad=0"],
+    "finetuned": list(FINETUNE_OVERRIDES),
 }
 PROBE_NS = (20, 50, 100, 200)
 # Linear-probe attacks (frozen base): features are computed once per model, so the whole grid

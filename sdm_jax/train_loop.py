@@ -87,16 +87,15 @@ class _Validator:
 
     def _draw(self, step: int) -> tuple[list, list]:
         train, mlac = self.config.train, self.config.mlac
+        base = jax.random.PRNGKey(train.seed)
         if self.fresh:
             source = MetaBatchSource(self.val1, mlac, train.batch_size,
                                      seed=train.seed + VALIDATION_KEY_OFFSET + step)
             batches = [source.next() for _ in range(train.eval_batches)]
+            base = jax.random.fold_in(base, step)
         else:
             batches = validation_meta_batches(self.val1, mlac, train.batch_size,
                                               train.eval_batches, train.seed)
-        base = jax.random.PRNGKey(train.seed)
-        if self.fresh:
-            base = jax.random.fold_in(base, step)
         keys = [jax.random.fold_in(base, VALIDATION_KEY_OFFSET + i) for i in range(len(batches))]
         return batches, keys
 
@@ -155,8 +154,8 @@ def train_and_evaluate(
     source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
     validate = _Validator(task, config)
     start, best_loss, best_step, resumed_from = 0, math.inf, None, None
-    if checkpoints.latest_step() is not None:
-        state, samplers, metadata = checkpoints.restore(state)
+    if latest is not None:
+        state, samplers, metadata = checkpoints.restore(state, latest)
         source.load_state_dict(samplers)
         start = resumed_from = int(metadata["step"])
         best_loss = metadata.get("best_val_loss") or math.inf
