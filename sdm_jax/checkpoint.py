@@ -3,7 +3,7 @@
 A checkpoint holds the whole train state pytree, the samplers' positions and a metadata JSON
 (config fingerprint and values, step, validation loss, best so far). Saves are atomic: orbax
 writes into a temporary folder and renames it, so a run killed mid-save leaves the previous
-checkpoint intact. Kept: the latest ``keep`` checkpoints plus the best by validation loss.
+checkpoint intact. Kept: the latest ``keep`` checkpoints plus the one the caller names best.
 """
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ CHECKPOINT_FORMAT = 1
 
 class RestoreError(ValueError):
     """A checkpoint that cannot be resumed: corrupt, or written by a different config."""
+
+
+def validation_rank(val_loss: float, step: int) -> tuple[float, int]:
+    """The order "best" means everywhere: lower loss first, then the earlier step.
+
+    The training loop and the checkpoint manager's retention both rank by this, so the step the
+    loop calls best is the one retention keeps, ties included.
+    """
+    return float(val_loss), int(step)
 
 
 # --------------------------------------------------------------------------- result files
@@ -65,6 +74,21 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {first}".strip().rstrip(":")
 
 
+class _PreserveBest:
+    """Retention's half of "best": keep the step the training loop named best.
+
+    The loop is the one source of truth (it ranks by :func:`validation_rank` and stores its
+    best step in every checkpoint's metadata). Orbax's own BestN ranks by metrics it does not
+    write to disk, so after a restart it saw none and deleted the best checkpoint.
+    """
+
+    def __init__(self):
+        self.step: int | None = None
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        return [info.step == self.step for info in checkpoints]
+
+
 class RunCheckpoints:
     """The checkpoints of one run under ``directory``.
 
@@ -84,12 +108,9 @@ class RunCheckpoints:
         self.fingerprint = fingerprint
         self.config_items = dict(config_items)
         self.resumable_keys = frozenset(resumable_keys)
+        self._best = _PreserveBest()
         policy = preservation_policy.AnyPreservationPolicy([
-            preservation_policy.LatestN(n=keep),
-            preservation_policy.BestN(
-                get_metric_fn=lambda metrics: metrics["val_loss"], reverse=True, n=1,
-                keep_checkpoints_without_metrics=False,
-            ),
+            preservation_policy.LatestN(n=keep), self._best,
         ])
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy,
@@ -112,7 +133,7 @@ class RunCheckpoints:
     def best_step(self) -> int | None:
         """The kept step with the lowest validation loss (None if none was validated)."""
         losses = {step: self.read_metadata(step)["val_loss"] for step in self.all_steps()}
-        scored = [(loss, step) for step, loss in losses.items() if loss is not None]
+        scored = [validation_rank(loss, step) for step, loss in losses.items() if loss is not None]
         return min(scored)[1] if scored else None
 
     def all_steps(self) -> list[int]:
@@ -124,15 +145,21 @@ class RunCheckpoints:
         state: Any,
         samplers: Mapping[str, Mapping[str, int]],
         val_loss: float | None = None,
+        best_step: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """Save ``state`` (any pytree of arrays) at ``step``; ``val_loss`` ranks it for "best"."""
+        """Save ``state`` (any pytree of arrays) at ``step``, its validation loss ``val_loss``.
+
+        ``best_step``: the run's best step so far; its checkpoint is kept beside the latest
+        ``keep`` (the caller ranks, with :func:`validation_rank`).
+        """
         metadata = {
             "format": CHECKPOINT_FORMAT,
             "step": int(step),
             "fingerprint": self.fingerprint,
             "config": self.config_items,
             "val_loss": val_loss,
+            "best_step": best_step,
             **(extra or {}),
         }
         args = ocp.args.Composite(
@@ -140,8 +167,8 @@ class RunCheckpoints:
             samplers=ocp.args.JsonSave(dict(samplers)),
             metadata=ocp.args.JsonSave(metadata),
         )
-        metrics = None if val_loss is None else {"val_loss": float(val_loss)}
-        self.manager.save(int(step), args=args, metrics=metrics, force=True)
+        self._best.step = best_step
+        self.manager.save(int(step), args=args, force=True)
         self.manager.wait_until_finished()
 
     def read_metadata(self, step: int) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from sdm_jax import parallel
 from sdm_jax.atomic import write_json_atomic, write_text_atomic
 from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
-from sdm_jax.checkpoint import RunCheckpoints, append_jsonl, truncate_jsonl
+from sdm_jax.checkpoint import RunCheckpoints, append_jsonl, truncate_jsonl, validation_rank
 from sdm_jax.config import Config, config_fingerprint, config_to_yaml, flat_items, ignored_keys
 from sdm_jax.train_task import (
     MetaBatchSource,
@@ -118,6 +118,31 @@ def _print(message: str, bar: tqdm | None) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def _kept_checkpoint(checkpoints: RunCheckpoints) -> str:
+    last = checkpoints.latest_step()
+    return (f"last good checkpoint: step {last} in {checkpoints.directory}" if last
+            else "no checkpoint was written yet")
+
+
+def _kept_best(checkpoints: RunCheckpoints, metadata: dict) -> tuple[float, int | None]:
+    """(loss, step) of the best validation so far, as the latest checkpoint's metadata says.
+
+    Runs written by releases whose retention ranked apart from the loop could lose that
+    checkpoint; they continue from (and export) the best one that survived.
+    """
+    best_step = metadata.get("best_step")
+    if best_step is None:
+        return math.inf, None
+    if best_step not in checkpoints.all_steps():
+        lost, best_step = best_step, checkpoints.best_step()
+        _print(f"note: the best checkpoint (step {lost}) was not kept; continuing from the "
+               f"best kept one (step {best_step})", None)
+        if best_step is None:
+            return math.inf, None
+        return checkpoints.read_metadata(best_step)["val_loss"], best_step
+    return metadata["best_val_loss"], best_step
+
+
 def run_checkpoints(config: Config, run_dir: str | Path) -> RunCheckpoints:
     """The checkpoints of the run in ``run_dir``, refusing those of an incompatible config."""
     return RunCheckpoints(Path(run_dir) / "checkpoints", config.train.keep_checkpoints,
@@ -158,8 +183,7 @@ def train_and_evaluate(
         state, samplers, metadata = checkpoints.restore(state, latest)
         source.load_state_dict(samplers)
         start = resumed_from = int(metadata["step"])
-        best_loss = metadata.get("best_val_loss") or math.inf
-        best_step = metadata.get("best_step")
+        best_loss, best_step = _kept_best(checkpoints, metadata)
         truncate_jsonl(metrics_path, start)
         _print(f"resuming {run_dir} from step {start} (best validation loss {best_loss:.4g} "
                f"at step {best_step})", None)
@@ -205,27 +229,30 @@ def train_and_evaluate(
         if broken is not None:
             bar.close()
             checkpoints.close()
-            last = checkpoints.latest_step()
-            kept = f"last good checkpoint: step {last} in {checkpoints.directory}" if last \
-                else "no checkpoint was written yet"
             raise TrainingError(f"non-finite {broken} at step {step} ({values.get(broken)}); "
-                                f"training stopped, {kept}")
+                                f"training stopped, {_kept_checkpoint(checkpoints)}")
         bar.set_postfix(loss=f"{values['loss/total']:.4f}",
                         good_acc=f"{values.get('acc/good_base', float('nan')):.3f}", refresh=False)
         if validating:
             val = validate(state)
             append_jsonl(metrics_path, {"step": step, "kind": "validation",
                                         **{f"val/{k}": v for k, v in val.items()}})
-            if val["loss/total"] < best_loss:
+            if not math.isfinite(val["loss/total"]):
+                bar.close()
+                checkpoints.close()
+                raise TrainingError(f"non-finite validation loss at step {step} "
+                                    f"({val['loss/total']}); training stopped, "
+                                    f"{_kept_checkpoint(checkpoints)}")
+            if best_step is None or (validation_rank(val["loss/total"], step)
+                                     < validation_rank(best_loss, best_step)):
                 best_loss, best_step = val["loss/total"], step
             _print(f"step {step}: validation loss {val['loss/total']:.4f}, good accuracy "
                    f"{val.get('acc/good_base', float('nan')):.4f} (best {best_loss:.4f} at "
                    f"step {best_step})", bar)
         if saving:
             checkpoints.save(step, state, source.state_dict(),
-                             val["loss/total"] if validating else None,
-                             extra={"best_val_loss": best_loss if best_step else None,
-                                    "best_step": best_step})
+                             val["loss/total"] if validating else None, best_step,
+                             extra={"best_val_loss": best_loss if best_step else None})
     bar.close()
 
     final_step = int(jax.device_get(state.step))

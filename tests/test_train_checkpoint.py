@@ -39,8 +39,9 @@ def test_round_trip_and_retention(tmp_path: Path):
     state = _state()
     manager = _manager(tmp_path / "ckpt")
     for step, val_loss in [(1, 3.0), (2, None), (3, 1.0), (4, None), (5, 2.0), (6, None)]:
-        manager.save(step, state, SAMPLERS, val_loss, extra={"best_val_loss": 1.0})
-    # latest two (5, 6) plus the best by validation loss (3)
+        manager.save(step, state, SAMPLERS, val_loss, best_step=1 if step < 3 else 3,
+                     extra={"best_val_loss": 1.0})
+    # latest two (5, 6) plus the one named best (3)
     assert manager.all_steps() == [3, 5, 6]
     assert manager.best_step() == 3
     restored, samplers, metadata = manager.restore(state)
