@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -171,6 +172,8 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -297,6 +300,11 @@ def _cross_checks(config: Config) -> None:
                           "a bert model is loaded pretrained")
     if mlac.active_rows and model.kind != "bert":
         raise ConfigError("mlac.active_rows: needs a text model (model.kind bert), got mlp")
+    weights = {f.name: getattr(mlac, f.name) for f in dataclasses.fields(mlac)
+               if f.name.startswith("l_")}
+    if not any(weights.values()):
+        raise ConfigError("mlac: every loss weight (mlac.l_*) is 0, so training would change "
+                          "nothing; set at least one, e.g. mlac.l_good_base=1")
     if train.stop_after is not None and train.stop_after > train.outer_steps:
         raise ConfigError(f"train.stop_after: must be <= train.outer_steps "
                           f"({train.outer_steps}), got {train.stop_after}")
@@ -359,7 +367,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML") from None
     if tree is None:
-        return {}
+        raise ConfigError(f"{path}: the config file is empty; to run on the defaults, leave "
+                          "out --config")
     if not isinstance(tree, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return dict(tree)

@@ -8,6 +8,7 @@ with the same parameters as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -24,7 +25,15 @@ from sdm_jax import parallel
 from sdm_jax.atomic import write_json_atomic, write_text_atomic
 from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
 from sdm_jax.checkpoint import RunCheckpoints, append_jsonl, truncate_jsonl, validation_rank
-from sdm_jax.config import Config, config_fingerprint, config_to_yaml, flat_items, ignored_keys
+from sdm_jax.config import (
+    Config,
+    ConfigError,
+    config_fingerprint,
+    config_to_yaml,
+    flat_items,
+    ignored_keys,
+)
+from sdm_jax.run_lock import hold_run_lock
 from sdm_jax.train_task import (
     MetaBatchSource,
     PreparedTask,
@@ -46,7 +55,8 @@ def _mesh(config: Config):
     devices = jax.devices()
     wanted = config.parallel.data_devices or len(devices)
     if wanted > len(devices):
-        raise ValueError(f"parallel.data_devices: {wanted} requested, {len(devices)} visible")
+        raise ConfigError(f"parallel.data_devices: {wanted} requested, {len(devices)} visible "
+                          f"({devices[0].platform}); use at most {len(devices)}")
     return parallel.make_mesh(devices[:wanted]) if wanted > 1 else None
 
 
@@ -160,8 +170,19 @@ def train_and_evaluate(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir if run_dir is not None else config.train.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} is a file; name a directory (new or a run's)")
+    mesh = _mesh(config)
     task = prepare_task(config)  # data and model checked before any compute
     run_dir.mkdir(parents=True, exist_ok=True)
+    # One lock per run, taken by the process that writes the run's files.
+    lock = hold_run_lock(run_dir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
+        return _train_and_evaluate(config, task, mesh, run_dir, progress, started)
+
+
+def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
+                        progress: bool | None, started: float) -> dict[str, Any]:
     checkpoints = run_checkpoints(config, run_dir)
     latest = checkpoints.latest_step()
     if latest is not None:
@@ -172,7 +193,6 @@ def train_and_evaluate(
     metrics_path = run_dir / "metrics.jsonl"
     settings, train = config.mlac, config.train
 
-    mesh = _mesh(config)
     step_fn = make_outer_step(task.backbone, settings, task.num_good, task.num_bad, mesh)
     state = init_train_state(task.backbone, task.backbone_params, task.num_good, task.num_bad,
                              settings, train.seed, head=task.head)

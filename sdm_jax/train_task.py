@@ -90,7 +90,20 @@ def prepare_task(config: Config) -> PreparedTask:
                             text.good_names,
                             text.bad_names, encoder)
     check_task(task)
+    check_batch_sizes(task, config)
     return task
+
+
+def check_batch_sizes(task: PreparedTask, config: Config) -> None:
+    """Batches no larger than the splits they are drawn from (else sampling wraps silently)."""
+    sizes = {"train.batch_size": config.train.batch_size,
+             "mlac.batch_size_choices": max(config.mlac.batch_size_choices)}
+    for name in ("train", "val1"):
+        examples = split_length(task.splits[name])
+        for key, size in sizes.items():
+            if size > examples:
+                raise DataError(f"{key}: a batch of {size} is larger than split {name!r} "
+                                f"({examples} examples); use at most {examples}")
 
 
 def check_task(task: PreparedTask) -> None:

@@ -3,16 +3,30 @@ a check that nothing already on disk was lost (README, "What happens when…")."
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from sdm_jax import train_loop
+from sdm_jax.blocking import MLACSettings
 from sdm_jax.checkpoint import RunCheckpoints
-from sdm_jax.config import load_config
+from sdm_jax.config import ConfigError, load_config
+from sdm_jax.data.errors import DataError
+from sdm_jax.models import CheckpointError, load_encoder
+from sdm_jax.run_lock import RunInUseError, hold_run_lock
 from sdm_jax.train_loop import TrainingError, train_and_evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = [
     "model.kind=mlp", "model.mlp_width=16", "model.mlp_depth=2",
@@ -26,6 +40,11 @@ SMALL = [
 
 def _config(*extra: str):
     return load_config(None, SMALL + list(extra))
+
+
+def _train_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), "--no-progress", *args],
+                          capture_output=True, text=True, cwd=ROOT)
 
 
 def _kept_steps(run_dir: Path) -> list[int]:
@@ -93,3 +112,88 @@ def test_non_finite_validation_loss_stops_before_it_is_saved(tmp_path: Path, mon
         train_and_evaluate(_config(), tmp_path, progress=False)
     assert _kept_steps(tmp_path) == [2]
     assert not (tmp_path / "export").exists()
+
+
+def test_model_without_tokenizer_files_is_refused(tmp_path: Path):
+    source = Path(__file__).parent / "fixtures" / "tiny_bert"
+    target = tmp_path / "weights_only"
+    target.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(source / name, target / name)
+    with pytest.raises(CheckpointError) as error:
+        load_encoder(target)
+    assert str(error.value) == (f"{target}: no tokenizer files (tokenizer.json or vocab.txt); "
+                                "copy them from the model these weights came from")
+
+
+def test_a_second_training_in_a_live_run_is_refused(tmp_path: Path):
+    with hold_run_lock(tmp_path):
+        with pytest.raises(RunInUseError) as error:
+            train_and_evaluate(_config(), tmp_path, progress=False)
+    assert re.fullmatch(rf"{tmp_path}: in use by pid {os.getpid()} on {socket.gethostname()} "
+                        r"\(since [0-9: -]+\); wait for it to finish or use another run "
+                        r"directory", str(error.value))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path: Path):
+    owner = subprocess.run(
+        [sys.executable, "-c", "import sys; from sdm_jax.run_lock import hold_run_lock\n"
+         "with hold_run_lock(sys.argv[1]): import os; os._exit(9)", str(tmp_path)],
+        cwd=ROOT)
+    assert owner.returncode == 9 and (tmp_path / ".lock").exists()
+    summary = train_and_evaluate(_config("train.stop_after=2"), tmp_path, progress=False)
+    assert summary["final_step"] == 2
+
+
+def test_run_dir_that_is_a_file(tmp_path: Path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    with pytest.raises(ConfigError, match=rf"^run directory {afile} is a file; name a directory"):
+        train_and_evaluate(_config(), afile, progress=False)
+    assert afile.read_text() == "keep me"
+
+
+def test_more_data_devices_than_visible(tmp_path: Path):
+    wanted = jax.device_count() + 3
+    with pytest.raises(ConfigError) as error:
+        train_and_evaluate(_config(f"parallel.data_devices={wanted}"), tmp_path, progress=False)
+    assert str(error.value) == (f"parallel.data_devices: {wanted} requested, "
+                                f"{jax.device_count()} visible ({jax.devices()[0].platform}); "
+                                f"use at most {jax.device_count()}")
+
+
+def test_batch_larger_than_the_training_split(tmp_path: Path):
+    with pytest.raises(DataError) as error:
+        train_and_evaluate(_config("train.batch_size=300"), tmp_path, progress=False)
+    assert str(error.value) == ("train.batch_size: a batch of 300 is larger than split 'train' "
+                                "(256 examples); use at most 256")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("mlac.outer_lr=.nan", "error: mlac.outer_lr: expected a finite number, got nan"),
+    ("mlac.outer_lr=.inf", "error: mlac.outer_lr: expected a finite number, got inf"),
+    ("train.outer_steps=0", "error: train.outer_steps: must be > 0, got 0"),
+])
+def test_bad_values_are_one_line_before_any_work(tmp_path: Path, override, message):
+    result = _train_cli("--config", str(ROOT / "configs" / "toy.yaml"), "--run-dir",
+                        str(tmp_path / "run"), override)
+    assert (result.returncode, result.stderr.strip()) == (2, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_all_loss_weights_zero_is_refused():
+    zero = [f"mlac.{f.name}=0" for f in dataclasses.fields(MLACSettings)
+            if f.name.startswith("l_")]
+    with pytest.raises(ConfigError) as error:
+        _config(*zero)
+    assert str(error.value) == ("mlac: every loss weight (mlac.l_*) is 0, so training would "
+                                "change nothing; set at least one, e.g. mlac.l_good_base=1")
+
+
+def test_empty_config_file_is_refused(tmp_path: Path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    result = _train_cli("--config", str(empty), "--run-dir", str(tmp_path / "run"))
+    assert (result.returncode, result.stderr.strip()) == (
+        2, f"error: {empty}: the config file is empty; to run on the defaults, leave out --config")

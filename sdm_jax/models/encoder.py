@@ -100,9 +100,20 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
     return _download_from_hub(text)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+
 def load_tokenizer(directory: Path) -> Any:
+    """The tokenizer saved beside a model (``tokenizer.json`` or ``vocab.txt``).
+
+    Without those files ``transformers`` builds a tokenizer of special tokens only, which maps
+    every word to [UNK]: a model would train on nothing and still exit 0.
+    """
     from transformers import AutoTokenizer
 
+    if not any((directory / name).exists() for name in TOKENIZER_FILES):
+        raise CheckpointError(f"{directory}: no tokenizer files ({' or '.join(TOKENIZER_FILES)});"
+                              " copy them from the model these weights came from")
     try:
         return AutoTokenizer.from_pretrained(str(directory), use_fast=True)
     except (OSError, ValueError) as error:
