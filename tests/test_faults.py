@@ -20,26 +20,17 @@ import pytest
 from sdm_jax import train_loop
 from sdm_jax.blocking import MLACSettings
 from sdm_jax.checkpoint import RunCheckpoints
-from sdm_jax.config import ConfigError, load_config
+from sdm_jax.config import ConfigError
 from sdm_jax.data.errors import DataError
 from sdm_jax.models import CheckpointError, load_encoder
 from sdm_jax.run_lock import RunInUseError, hold_run_lock
 from sdm_jax.train_loop import TrainingError, train_and_evaluate
+from tests.toy_runs import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL = [
-    "model.kind=mlp", "model.mlp_width=16", "model.mlp_depth=2",
-    "toy.dim=6", "toy.n_train=256", "toy.n_val=48", "toy.n_test=32",
-    "mlac.inner_steps=2", "mlac.batch_size_choices=[4, 8]", "mlac.linear_mi_iterations=5",
-    "mlac.outer_lr=1e-2",
-    "train.batch_size=16", "train.outer_steps=6", "train.eval_every=2", "train.eval_batches=2",
-    "train.checkpoint_every=2", "train.log_every=1", "train.keep_checkpoints=1",
-]
-
-
 def _config(*extra: str):
-    return load_config(None, SMALL + list(extra))
+    return small_config("train.eval_every=2", *extra)
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:

@@ -15,27 +15,14 @@ from sdm_jax import train_loop
 from sdm_jax.checkpoint import read_jsonl
 from sdm_jax.config import load_config
 from sdm_jax.train_loop import TrainingError, load_run_state, train_and_evaluate
+from tests.toy_runs import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = [
-    "model.kind=mlp", "model.mlp_width=16", "model.mlp_depth=2",
-    "toy.dim=6", "toy.n_train=256", "toy.n_val=48", "toy.n_test=32",
-    "mlac.inner_steps=2", "mlac.batch_size_choices=[4, 8]", "mlac.linear_mi_iterations=5",
-    "mlac.outer_lr=1e-2",
-    "train.batch_size=16", "train.outer_steps=6", "train.eval_every=3", "train.eval_batches=2",
-    "train.checkpoint_every=2", "train.log_every=1", "train.keep_checkpoints=1",
-]
-
-
-def _config(*extra: str):
-    return load_config(None, SMALL + list(extra))
-
-
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory) -> tuple[Path, dict]:
     """One uninterrupted run, shared by the tests that only read it."""
     run_dir = tmp_path_factory.mktemp("straight")
-    return run_dir, train_and_evaluate(_config(), run_dir, progress=False)
+    return run_dir, train_and_evaluate(small_config(), run_dir, progress=False)
 
 
 def test_end_to_end_outputs(straight_run):
@@ -53,7 +40,7 @@ def test_end_to_end_outputs(straight_run):
     # kept: the latest checkpoint plus the best by validation loss
     kept = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert kept == sorted({6, summary["best_step"]})
-    assert load_config(tmp_path / "config.yaml") == _config()
+    assert load_config(tmp_path / "config.yaml") == small_config()
     export = tmp_path / "export"
     assert {p.name for p in export.iterdir()} >= {"params.safetensors", "heads.safetensors",
                                                    "labels.json", "model.json"}
@@ -62,13 +49,13 @@ def test_end_to_end_outputs(straight_run):
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(straight_run, tmp_path: Path):
-    stopped = train_and_evaluate(_config("train.stop_after=3"), tmp_path / "resumed",
+    stopped = train_and_evaluate(small_config("train.stop_after=3"), tmp_path / "resumed",
                                  progress=False)
     assert stopped["stopped_early"] and stopped["final_step"] == 3
-    resumed = train_and_evaluate(_config(), tmp_path / "resumed", progress=False)
+    resumed = train_and_evaluate(small_config(), tmp_path / "resumed", progress=False)
     assert resumed["resumed_from"] == 3 and resumed["final_step"] == 6
-    straight = load_run_state(_config(), straight_run[0])
-    again = load_run_state(_config(), tmp_path / "resumed")
+    straight = load_run_state(small_config(), straight_run[0])
+    again = load_run_state(small_config(), tmp_path / "resumed")
     pairs = jax.tree.leaves(jax.tree.map(lambda a, b: (np.asarray(a), np.asarray(b)),
                                          straight, again))
     for a, b in zip(pairs[::2], pairs[1::2], strict=True):
@@ -78,11 +65,11 @@ def test_resume_ends_where_an_uninterrupted_run_ends(straight_run, tmp_path: Pat
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_resume_refuses_a_changed_config(tmp_path: Path):
-    train_and_evaluate(_config("train.stop_after=2"), tmp_path, progress=False)
+def test_resume_refuses_a_changedsmall_config(tmp_path: Path):
+    train_and_evaluate(small_config("train.stop_after=2"), tmp_path, progress=False)
     saved_config = (tmp_path / "config.yaml").read_bytes()
     with pytest.raises(ValueError, match=r"different config \(mlac.inner_steps: 2 -> 3\)"):
-        train_and_evaluate(_config("mlac.inner_steps=3"), tmp_path, progress=False)
+        train_and_evaluate(small_config("mlac.inner_steps=3"), tmp_path, progress=False)
     assert (tmp_path / "config.yaml").read_bytes() == saved_config
 
 
@@ -108,7 +95,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, mo
     monkeypatch.setattr(train_loop, "make_outer_step", PoisonedAfterStep4)
     with pytest.raises(TrainingError, match="non-finite loss/total at step 5 .* last good "
                                             "checkpoint: step 4"):
-        train_and_evaluate(_config(), tmp_path, progress=False)
+        train_and_evaluate(small_config(), tmp_path, progress=False)
     kept = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
     assert max(kept) == 4
     assert not (tmp_path / "export").exists()
@@ -130,7 +117,7 @@ def test_fresh_validation_draws_new_batches_each_time_reproducibly():
     from sdm_jax.train_loop import _Validator
     from sdm_jax.train_task import prepare_task
 
-    config = _config("train.validation=fresh", "train.eval_batches=3")
+    config = small_config("train.validation=fresh", "train.eval_batches=3")
     validator = _Validator(prepare_task(config), config)
     first, first_keys = validator._draw(3)
     again, _ = validator._draw(3)
@@ -141,10 +128,10 @@ def test_fresh_validation_draws_new_batches_each_time_reproducibly():
     assert not np.array_equal(first[0]["outer"]["x"], later[0]["outer"]["x"])
     assert not np.array_equal(first[0]["inner"]["x"], later[0]["inner"]["x"])
     assert not np.array_equal(np.asarray(first_keys[0]), np.asarray(later_keys[0]))
-    fixed = _Validator(prepare_task(_config()), _config())
+    fixed = _Validator(prepare_task(small_config()), small_config())
     assert fixed._draw(3)[0][0]["outer"]["x"].tolist() == fixed.batches[0]["outer"]["x"].tolist()
 
 
 def test_unknown_validation_mode_is_one_line():
     with pytest.raises(Exception, match="train.validation: must be one of fixed, fresh"):
-        _config("train.validation=sometimes")
+        small_config("train.validation=sometimes")
