@@ -65,9 +65,19 @@ def test_busy_or_failed_runs_withhold_the_ratio():
     assert failed["ratio"] is None and "failed: jax: exit 1" in compare.markdown([failed])
 
 
-def test_rounds_interleave_jax_then_torch():
+def test_rounds_interleave_jax_then_torch(monkeypatch):
+    monkeypatch.setattr(machine, "wait_until_quiet", lambda cores: 0.0)
     order = []
     rounds = compare.interleave(lambda: order.append("jax") or _side(1.0),
                                 lambda: order.append("torch") or _side(2.0), pairs=3, cores=2)
     assert order == ["jax", "torch"] * 3
     assert all("machine_before" in r["jax"] and "busy" in r["torch"] for r in rounds)
+
+
+def test_each_run_waits_for_the_previous_runs_load_to_decay():
+    loads, slept = iter([2.6, 2.3, 1.9, 1.5]), []
+    waited = machine.wait_until_quiet(2, timeout_s=60, poll_s=5, load=lambda: next(loads),
+                                      sleep=slept.append)
+    assert waited == 10 and slept == [5, 5]
+    assert machine.wait_until_quiet(2, timeout_s=4, poll_s=2, load=lambda: 9.0,
+                                    sleep=lambda s: None) == 4

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sdm_jax
-from sdm_jax.models import embedded_model_dir, load_encoder, random_encoder
+from sdm_jax.models import bert_apply, embedded_model_dir, load_encoder, random_encoder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_DIR = FIXTURES / "tiny_bert"
@@ -130,6 +130,29 @@ def test_mean_pooling_averages_real_tokens_only(minilm):
     mask = batch["attention_mask"][..., None]
     np.testing.assert_allclose(features, (np.asarray(hidden) * mask).sum(1) / mask.sum(1),
                                rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(minilm.backbone.features(minilm.params, batch), pooled)
+    # The pooler backbone computes the last layer for [CLS] alone: equal up to round-off.
+    np.testing.assert_allclose(minilm.backbone.features(minilm.params, batch), pooled,
+                               rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="unknown pooling 'max'"):
         minilm.backbone_with("max")
+
+
+def test_cls_only_last_layer_gives_the_same_pooler_output_and_gradient():
+    encoder = load_encoder(TINY_DIR)
+    expected = _expected("tiny_bert")
+    ids, mask, types = (expected[k] for k in ("input_ids", "attention_mask", "token_type_ids"))
+
+    def pooled_loss(params, cls_only):
+        hidden, pooled = bert_apply(params, ids, mask, types, config=encoder.config,
+                                    cls_only=cls_only)
+        return jnp.sum(jnp.sin(pooled)), hidden.shape
+
+    (full, full_shape), full_grad = jax.value_and_grad(pooled_loss, has_aux=True)(
+        encoder.params, False)
+    (short, short_shape), short_grad = jax.value_and_grad(pooled_loss, has_aux=True)(
+        encoder.params, True)
+    assert short_shape == (ids.shape[0], 1, encoder.config.hidden_size)
+    assert full_shape == (*ids.shape, encoder.config.hidden_size)
+    np.testing.assert_allclose(short, full, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+                 short_grad, full_grad)

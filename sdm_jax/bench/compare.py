@@ -20,12 +20,14 @@ Runner = Callable[[], dict]
 
 
 def timed_run(run: Runner, cores: int) -> dict:
-    """One child run with the machine's state around it and the reasons it may be untrusted."""
+    """One child run with the machine's state around it and the reasons it may be untrusted;
+    it starts once the load the previous run left has decayed (or after a minute)."""
+    settled_s = machine.wait_until_quiet(cores)
     before = machine.snapshot()
     result = run()
     after = machine.snapshot()
     return {**result, "machine_before": before.as_dict(), "machine_after": after.as_dict(),
-            "busy": machine.busy_reasons(before, after, cores)}
+            "busy": machine.busy_reasons(before, after, cores), "settled_s": settled_s}
 
 
 def interleave(run_jax: Runner, run_torch: Runner, pairs: int, cores: int) -> list[dict]:

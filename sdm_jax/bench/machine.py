@@ -22,6 +22,7 @@ from pathlib import Path
 MAX_FOREIGN_CPU_SHARE = 0.10
 MAX_STEAL_SHARE = 0.05
 MAX_PRESSURE_AVG10 = 25.0  # percent of time some runnable task waited for a core
+SETTLE_TIMEOUT_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,18 @@ def snapshot() -> Snapshot:
     load1, load5, _ = os.getloadavg()
     return Snapshot(wall=time.monotonic(), load1=load1, load5=load5, busy_s=busy,
                     steal_s=steal, own_s=_own_cpu_seconds(), pressure_avg10=_pressure_avg10())
+
+
+def wait_until_quiet(cores: int, timeout_s: float = SETTLE_TIMEOUT_S, poll_s: float = 2.0,
+                     load=lambda: os.getloadavg()[0], sleep=time.sleep) -> float:
+    """Wait until the 1-minute load is at most ``cores`` or ``timeout_s`` passed; returns the
+    seconds waited. The previous run of the same command leaves the load average near the core
+    count for a while after it exits, so without this a quiet machine reads as busy."""
+    waited = 0.0
+    while load() > cores and waited < timeout_s:
+        sleep(poll_s)
+        waited += poll_s
+    return waited
 
 
 def foreign_cpu_share(before: Snapshot, after: Snapshot, cores: int) -> float | None:

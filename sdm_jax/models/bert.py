@@ -127,16 +127,18 @@ class _SelfAttention(nn.Module):
     dtype: Any
 
     @nn.compact
-    def __call__(self, hidden, attention_bias):
+    def __call__(self, queries, hidden, attention_bias):
+        """``queries`` are the rows that attend (all of ``hidden``, or a prefix of its rows)."""
         cfg = self.config
         heads = cfg.num_attention_heads
         head_dim = cfg.hidden_size // heads
 
-        def project(name):
-            out = _dense(cfg, cfg.hidden_size, self.dtype, name)(hidden)
+        def project(name, rows):
+            out = _dense(cfg, cfg.hidden_size, self.dtype, name)(rows)
             return out.reshape(*out.shape[:-1], heads, head_dim)
 
-        query, key, value = project("query"), project("key"), project("value")
+        query = project("query", queries)
+        key, value = project("key", hidden), project("value", hidden)
         scores = jnp.einsum("bqhd,bkhd->bhqk", query, key) / jnp.sqrt(head_dim).astype(self.dtype)
         weights = jax.nn.softmax(scores.astype(jnp.float32) + attention_bias, axis=-1)
         context = jnp.einsum("bhqk,bkhd->bqhd", weights.astype(self.dtype), value)
@@ -155,13 +157,20 @@ class _Intermediate(nn.Module):
 
 
 class _Layer(nn.Module):
+    """One post-LN transformer layer; ``query_rows`` keeps only the first rows of its output
+    (every row still serves as key and value), which is exact for what those rows compute."""
+
     config: BertConfig
     dtype: Any
+    query_rows: int | None = None
 
     @nn.compact
     def __call__(self, hidden, attention_bias):
         cfg = self.config
-        context = _AttentionBlock(cfg, self.dtype, name="attention")(hidden, attention_bias)
+        queries = hidden if self.query_rows is None else hidden[:, : self.query_rows]
+        context = _AttentionBlock(cfg, self.dtype, name="attention")(
+            queries, hidden, attention_bias
+        )
         intermediate = _Intermediate(cfg, self.dtype, name="intermediate")(context)
         return _OutputBlock(cfg, self.dtype, name="output")(intermediate, context)
 
@@ -171,10 +180,10 @@ class _AttentionBlock(nn.Module):
     dtype: Any
 
     @nn.compact
-    def __call__(self, hidden, attention_bias):
+    def __call__(self, queries, hidden, attention_bias):
         cfg = self.config
-        context = _SelfAttention(cfg, self.dtype, name="self")(hidden, attention_bias)
-        return _OutputBlock(cfg, self.dtype, name="output")(context, hidden)
+        context = _SelfAttention(cfg, self.dtype, name="self")(queries, hidden, attention_bias)
+        return _OutputBlock(cfg, self.dtype, name="output")(context, queries)
 
 
 class _OutputBlock(nn.Module):
@@ -194,25 +203,35 @@ class _OutputBlock(nn.Module):
 
 
 class _LayerStack(nn.Module):
-    """Holds the transformer layers under the names ``0``, ``1``, ... as Hugging Face does."""
+    """Holds the transformer layers under the names ``0``, ``1``, ... as Hugging Face does.
+
+    ``last_query_rows`` limits the last layer's output to the first rows (1 = ``[CLS]``).
+    """
 
     config: BertConfig
     dtype: Any
+    last_query_rows: int | None = None
 
     @nn.compact
     def __call__(self, hidden, attention_bias):
+        last = self.config.num_hidden_layers - 1
         for index in range(self.config.num_hidden_layers):
-            hidden = _Layer(self.config, self.dtype, name=str(index))(hidden, attention_bias)
+            rows = self.last_query_rows if index == last else None
+            hidden = _Layer(self.config, self.dtype, query_rows=rows, name=str(index))(
+                hidden, attention_bias
+            )
         return hidden
 
 
 class _Encoder(nn.Module):
     config: BertConfig
     dtype: Any
+    last_query_rows: int | None = None
 
     @nn.compact
     def __call__(self, hidden, attention_bias):
-        return _LayerStack(self.config, self.dtype, name="layer")(hidden, attention_bias)
+        stack = _LayerStack(self.config, self.dtype, self.last_query_rows, name="layer")
+        return stack(hidden, attention_bias)
 
 
 class _Pooler(nn.Module):
@@ -230,17 +249,23 @@ class BertModule(nn.Module):
 
     Its parameters are those of a Hugging Face ``BertModel`` less the word table, which
     :func:`bert_apply` looks up first and keeps at ``embeddings/word_embeddings/embedding``.
+    ``cls_only`` computes the last layer for ``[CLS]`` alone: the pooler is unchanged and the
+    returned hidden state is ``[B, 1, H]``.
     """
 
     config: BertConfig
     dtype: Any = jnp.float32
+    cls_only: bool = False
 
     @nn.compact
     def __call__(self, words, attention_mask, token_type_ids):
         mask = attention_mask.astype(bool)[:, None, None, :]
         attention_bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
         hidden = _Embeddings(self.config, self.dtype, name="embeddings")(words, token_type_ids)
-        hidden = _Encoder(self.config, self.dtype, name="encoder")(hidden, attention_bias)
+        last_rows = 1 if self.cls_only else None
+        hidden = _Encoder(self.config, self.dtype, last_rows, name="encoder")(
+            hidden, attention_bias
+        )
         pooled = _Pooler(self.config, self.dtype, name="pooler")(hidden)
         return hidden, pooled
 
@@ -259,18 +284,21 @@ def bert_apply(
     *,
     config: BertConfig,
     dtype: Any = jnp.float32,
+    cls_only: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
     """Last hidden state ``[B, L, H]`` and pooler output ``[B, H]``; pure in ``params``.
 
     The word table may hold fewer rows than the vocabulary when ``input_ids`` index into it
     (the inner loop's active-rows mode); the padding id must then still map to itself.
+    ``cls_only`` skips the last layer's work for every row but ``[CLS]`` (the hidden state is
+    then ``[B, 1, H]``): the pooler output is the same, for about half a layer's cost.
     """
     if token_type_ids is None:
         token_type_ids = jnp.zeros_like(input_ids)
     table, rest = _split_word_table(params)
     words = lookup_words(table, input_ids, config.pad_token_id).astype(dtype)
-    return BertModule(config, dtype).apply({"params": rest}, words, attention_mask,
-                                           token_type_ids)
+    return BertModule(config, dtype, cls_only).apply({"params": rest}, words, attention_mask,
+                                                     token_type_ids)
 
 
 def init_bert_params(config: BertConfig, key: jax.Array) -> Params:
@@ -304,7 +332,8 @@ def bert_backbone(config: BertConfig, dtype: Any = jnp.float32,
     Cached: every model of one architecture gets the same feature function, so jitted
     programs keyed on it (outer steps, attacks) compile once, not once per loaded model.
 
-    ``pooling="pooler"`` (the reference's choice) uses the tanh pooler over ``[CLS]``;
+    ``pooling="pooler"`` (the reference's choice) uses the tanh pooler over ``[CLS]`` and so
+    computes the last layer for ``[CLS]`` alone;
     ``"mean"`` averages the last hidden state over real tokens, which is how sentence
     encoders such as all-MiniLM-L6-v2 were trained (their ``[CLS]`` and pooler carry little).
     """
@@ -313,7 +342,8 @@ def bert_backbone(config: BertConfig, dtype: Any = jnp.float32,
 
     def features(params: Params, batch: Batch) -> jax.Array:
         hidden, pooled = bert_apply(params, batch["input_ids"], batch["attention_mask"],
-                                    batch.get("token_type_ids"), config=config, dtype=dtype)
+                                    batch.get("token_type_ids"), config=config, dtype=dtype,
+                                    cls_only=pooling == "pooler")
         if pooling == "mean":
             return _mean_pool(hidden, batch["attention_mask"])
         return pooled.astype(jnp.float32)
