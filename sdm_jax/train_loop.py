@@ -213,11 +213,15 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
                else not progress, dynamic_ncols=True, desc="outer steps")
     interval_start, interval_steps, warned, values = time.perf_counter(), 0, False, {}
     compile_s, val, step_seconds, timed_steps = None, {}, 0.0, 0
+    # Summed on the device every step, read with the other metrics: an overflow between two
+    # logged steps must not pass unnoticed.
+    rows_missing, last_checked = jnp.zeros((), jnp.int32), start
     for step in range(start + 1, end + 1):
         meta_batch = source.next()
         if mesh is not None:
             meta_batch = parallel.put_meta_batch(meta_batch, mesh, settings.shared_outer_batch)
         state, metrics = step_fn(state, meta_batch)
+        rows_missing = rows_missing + metrics["active_rows_missing"]
         interval_steps += 1
         bar.update(1)
         if compile_s is None:
@@ -243,6 +247,15 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
         append_jsonl(metrics_path, record)
         step_seconds, timed_steps = step_seconds + elapsed, timed_steps + interval_steps
         interval_start, interval_steps = time.perf_counter(), 0
+        if int(rows_missing):
+            bar.close()
+            checkpoints.close()
+            raise TrainingError(
+                f"mlac.active_rows: {settings.active_rows} rows are too few for the batches of "
+                f"steps {last_checked + 1}-{step} ({int(rows_missing)} token occurrences did "
+                f"not fit, so those steps were inexact); raise it and re-run, "
+                f"{_kept_checkpoint(checkpoints)}")
+        last_checked = step
         broken = _first_non_finite(values)
         if broken is None and saving and not bool(_all_finite(state.params)):
             broken = "params"

@@ -47,9 +47,13 @@ def test_cli_writes_positive_finite_figures(tmp_path):
 
 def test_flop_count_scales_with_k_and_order():
     config = model_config("bert-tiny")
-    forward = forward_flops(config, batch=16, seq_len=128, num_outputs=30)
+    full = forward_flops(config, batch=16, seq_len=128, num_outputs=30, cls_only_last_layer=False)
     # 2 layers x (2*2048 tokens*(4*128^2 + 2*128*512) + 4*16*128^2*128) + pooler and head.
-    assert forward == 2 * (2 * 2048 * 196_608 + 4 * 16 * 128 * 128 * 128) + 2 * 16 * 128 * 158
+    assert full == 2 * (2 * 2048 * 196_608 + 4 * 16 * 128 * 128 * 128) + 2 * 16 * 128 * 158
+    forward = forward_flops(config, batch=16, seq_len=128, num_outputs=30)
+    # The last layer for [CLS] only: K and V of 2048 tokens, the rest for 16 rows.
+    last = 2 * 2048 * 2 * 128**2 + 2 * 16 * (2 * 128**2 + 2 * 128 * 512) + 4 * 16 * 128 * 128
+    assert forward == (2 * 2048 * 196_608 + 4 * 16 * 128 * 128 * 128) + last + 2 * 16 * 128 * 158
     second = outer_step_flops(config, 16, 128, inner_steps=16, meta_batch=1, first_order=False)
     first = outer_step_flops(config, 16, 128, inner_steps=16, meta_batch=1, first_order=True)
     assert second.forward_equivalents == 5 * (4 * 16 + 3 + 1)

@@ -105,6 +105,32 @@ def test_non_finite_validation_loss_stops_before_it_is_saved(tmp_path: Path, mon
     assert not (tmp_path / "export").exists()
 
 
+def test_active_row_overflow_between_logged_steps_stops_training(tmp_path: Path, monkeypatch):
+    real_make = train_loop.make_outer_step
+
+    def overflowing_at_step_3(*args):
+        step_fn = real_make(*args)
+
+        class Overflowing:
+            def __call__(self, state, meta_batch):
+                overflow = int(state.step) + 1 == 3
+                state, metrics = step_fn(state, meta_batch)
+                return state, {**metrics, "active_rows_missing": jax.numpy.int32(5 * overflow)}
+
+            trace_count = property(lambda self: step_fn.trace_count)
+
+        return Overflowing()
+
+    monkeypatch.setattr(train_loop, "make_outer_step", overflowing_at_step_3)
+    with pytest.raises(TrainingError) as error:
+        train_and_evaluate(_config("train.log_every=2"), tmp_path, progress=False)
+    assert str(error.value) == (
+        "mlac.active_rows: 0 rows are too few for the batches of steps 3-4 (5 token occurrences "
+        "did not fit, so those steps were inexact); raise it and re-run, last good checkpoint: "
+        f"step 2 in {tmp_path / 'checkpoints'}")
+    assert _kept_steps(tmp_path) == [2]
+
+
 def test_model_without_tokenizer_files_is_refused(tmp_path: Path):
     source = Path(__file__).parent / "fixtures" / "tiny_bert"
     target = tmp_path / "weights_only"

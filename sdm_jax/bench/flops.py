@@ -10,7 +10,9 @@ One forward pass over ``batch`` sequences of ``seq_len`` tokens::
     F = layers · (2·tokens·(4·H² + 2·H·I) + 4·batch·seq_len²·H) + 2·batch·H² + 2·batch·H·C
 
 (Q, K, V and output projections, the two FFN matrices; scores and context of attention; pooler;
-head). A backward pass costs ≈ 2F (gradients for inputs and weights).
+head). With pooler pooling the last layer runs for ``[CLS]`` alone (:func:`sdm_jax.models.
+bert_apply`'s ``cls_only``): every token's K and V projections, but the query, attention, output
+and FFN of one row per sequence. A backward pass costs ≈ 2F (gradients for inputs and weights).
 
 The meta-gradient. Per attacker, the primal computation of the outer loss is, per inner step,
 one outer-batch forward (F) plus one inner forward and backward (3F); after the last step one
@@ -60,14 +62,20 @@ def model_config(name: str) -> BertConfig:
     return MODEL_SHAPES[name]
 
 
-def forward_flops(config: BertConfig, batch: int, seq_len: int, num_outputs: int) -> float:
+def forward_flops(config: BertConfig, batch: int, seq_len: int, num_outputs: int,
+                  cls_only_last_layer: bool = True) -> float:
     """Matmul and attention FLOPs of one forward pass (pooler and head included)."""
     hidden, inner = config.hidden_size, config.intermediate_size
-    tokens = batch * seq_len
-    per_layer = 2 * tokens * (4 * hidden * hidden + 2 * hidden * inner)
-    per_layer += 4 * batch * seq_len * seq_len * hidden
+
+    def layer(query_rows: int) -> int:
+        keys_values = 2 * batch * seq_len * 2 * hidden * hidden
+        rows = batch * query_rows
+        queries = 2 * rows * (2 * hidden * hidden + 2 * hidden * inner)
+        return keys_values + queries + 4 * rows * seq_len * hidden
+
+    last = layer(1 if cls_only_last_layer else seq_len)
     head = 2 * batch * hidden * hidden + 2 * batch * hidden * num_outputs
-    return float(config.num_hidden_layers * per_layer + head)
+    return float((config.num_hidden_layers - 1) * layer(seq_len) + last + head)
 
 
 @dataclass(frozen=True)
