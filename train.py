@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="finetune outer batch sizes searched")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
                         help="config overrides, values parsed as YAML scalars")
-    args = parser.parse_args(argv)
+    # Intermixed: overrides may come before, between or after the options.
+    args = parser.parse_intermixed_args(argv)
 
     try:
         overrides = list(args.overrides)

@@ -78,6 +78,8 @@ def run_config(run_dir: Path) -> Config:
     for candidate in (run_dir / RUN_CONFIG, run_dir / EXPORT_CONFIG):
         if candidate.is_file():
             return load_config(candidate)
+    if not run_dir.exists():
+        raise CheckpointError(f"{run_dir}: no such run directory")
     raise CheckpointError(f"{run_dir}: not a training run (no {RUN_CONFIG} or {EXPORT_CONFIG})")
 
 
@@ -139,7 +141,12 @@ def load_model(
 def check_location(location: str, config: Config) -> None:
     """Fail in one line on a model that cannot be found, before data or models are loaded."""
     path = Path(location).expanduser()
+    if (path / RUN_CONFIG).is_file() and not (path / "export").is_dir():
+        raise CheckpointError(f"{location}: this run has not finished (no export yet); finish "
+                              f"it with: python train.py --run-dir {location}")
     if config.model.kind == "mlp":
+        if not path.exists():
+            raise CheckpointError(f"{location}: no such file or directory")
         if not (export_dir(path) / "model.json").is_file():
             raise CheckpointError(f"{location}: not a toy MLP run or export (no model.json)")
         return

@@ -9,6 +9,7 @@ with the same parameters as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sys
 import time
@@ -22,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sdm_jax import parallel
-from sdm_jax.atomic import write_json_atomic, write_text_atomic
+from sdm_jax.atomic import replace_directory, write_json_atomic, write_text_atomic
 from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
 from sdm_jax.checkpoint import RunCheckpoints, append_jsonl, truncate_jsonl, validation_rank
 from sdm_jax.config import (
@@ -151,6 +152,21 @@ def _kept_best(checkpoints: RunCheckpoints, metadata: dict) -> tuple[float, int 
             return math.inf, None
         return checkpoints.read_metadata(best_step)["val_loss"], best_step
     return metadata["best_val_loss"], best_step
+
+
+_TRAINING_FIGURES = ("last_train_metrics", "first_step_s", "steps_per_s", "final_validation")
+
+
+def _training_figures(summary_path: Path) -> dict[str, Any]:
+    """What the run that trained measured, for a re-run with no step left to take (which
+    measures nothing): the earlier summary's figures, or none if it is missing or unreadable."""
+    try:
+        earlier = json.loads(summary_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(earlier, dict):
+        return {}
+    return {key: earlier[key] for key in _TRAINING_FIGURES if key in earlier}
 
 
 def run_checkpoints(config: Config, run_dir: str | Path) -> RunCheckpoints:
@@ -309,10 +325,14 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
         best_state = state
         if best_step is not None and best_step != final_step:
             best_state, _, _ = checkpoints.restore(state, best_step)
-        summary["export_dir"] = str(export_model(run_dir / "export", task, best_state.params,
-                                                 config))
+        export = replace_directory(
+            run_dir / "export",
+            lambda staging: export_model(staging, task, best_state.params, config))
+        summary["export_dir"] = str(export)
         summary["export_step"] = best_step or final_step
         summary["final_validation"] = val
+    if start == final_step:
+        summary.update(_training_figures(run_dir / "summary.json"))
     checkpoints.close()
     write_json_atomic(run_dir / "summary.json", summary)
     return summary

@@ -38,8 +38,8 @@ from sdm_jax.models import (
     init_head,
     load_encoder,
     mlp_backbone,
-    save_pretrained,
     split_logits,
+    write_pretrained,
 )
 from sdm_jax.models.backbone import Backbone, Params
 from sdm_jax.models.hf_io import flatten, unflatten
@@ -249,14 +249,15 @@ def load_tree_safetensors(path: Path) -> Params:
 
 
 def export_model(directory: Path, task: PreparedTask, params: Params, config: Config) -> Path:
-    """Text models: a Hugging Face BERT folder plus ``heads.safetensors`` (``good.weight``
-    ``[n_good, H]``, ``bad.weight`` ``[n_bad, H]``, the torch ``Linear`` layout, bias-free)
-    and ``labels.json``. The toy MLP: ``params.safetensors`` with dotted names."""
+    """Write the model into the existing ``directory``. Text models: a Hugging Face BERT
+    folder plus ``heads.safetensors`` (``good.weight`` ``[n_good, H]``, ``bad.weight``
+    ``[n_bad, H]``, the torch ``Linear`` layout, bias-free) and ``labels.json``.
+    The toy MLP: ``params.safetensors`` with dotted names."""
     kernel = np.asarray(jax.device_get(params["head"]["kernel"]), np.float32)
     heads = {"good.weight": kernel[:, : task.num_good].T, "bad.weight": kernel[:, task.num_good:].T}
     if task.encoder is not None:
-        save_pretrained(directory, params["backbone"], task.encoder.config,
-                        task.encoder.tokenizer)
+        write_pretrained(directory, params["backbone"], task.encoder.config,
+                         task.encoder.tokenizer)
     else:
         save_tree_safetensors(directory / "params.safetensors", params["backbone"])
         model = {"kind": "mlp", "input_dim": config.toy.dim, "width": config.model.mlp_width,

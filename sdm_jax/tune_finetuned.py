@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 
-from sdm_jax.atomic import write_json_atomic, write_text_atomic
+from sdm_jax.atomic import replace_directory, write_json_atomic, write_text_atomic
 from sdm_jax.config import (
     Config,
     ConfigError,
@@ -82,15 +82,9 @@ def _finished_summary(run_dir: Path, config: Config) -> dict | None:
 
 def _install_best(run_dir: Path, best: Path) -> None:
     """Copy the best trial next to the trials; the export is swapped in by rename."""
-    staging = run_dir / "export.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(best / "export", staging)
-    old = run_dir / "export.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (run_dir / "export").exists():
-        (run_dir / "export").rename(old)
-    staging.rename(run_dir / "export")
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(run_dir / "export",
+                      lambda staging: shutil.copytree(best / "export", staging,
+                                                      dirs_exist_ok=True))
     for name in ("config.yaml", "summary.json"):
         write_text_atomic(run_dir / name, (best / name).read_text())
 

@@ -81,7 +81,7 @@ def test_rerun_reuses_finished_cells(toy_run, tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"models": {"ghost": "/no/such/model"}}, "no model.json"),
+        ({"models": {"ghost": "/no/such/model"}}, "/no/such/model: no such file or directory"),
         ({"ns": (10, 100_000)}, "100000"),
         ({"tasks": ("bad", "colour")}, "tasks must be"),
         ({"baselines": ("pretrained", "oracle")}, "unknown baseline 'oracle'"),
@@ -98,6 +98,20 @@ def test_bad_input_fails_in_one_line(toy_run, tmp_path, changes, message):
 def test_not_a_run_directory(tmp_path):
     with pytest.raises(ValueError, match="not a training run"):
         evaluate(_plan(tmp_path, tmp_path / "eval"))
+
+
+def test_missing_and_unfinished_runs_are_named(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    assert eval_cli.main(["--run-dir", str(missing), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {missing}: no such run directory"
+    unfinished = tmp_path / "unfinished"
+    train_and_evaluate(load_config(None, [*SMALL, "train.outer_steps=4", "train.stop_after=2"]),
+                       unfinished, progress=False)
+    capsys.readouterr()
+    assert eval_cli.main(["--run-dir", str(unfinished), "--ns", "20", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {unfinished}: this run has not finished (no export yet); finish it with: "
+        f"python train.py --run-dir {unfinished}")
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):

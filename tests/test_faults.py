@@ -4,6 +4,7 @@ a check that nothing already on disk was lost (README, "What happens when…")."
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from sdm_jax import train_loop
+from sdm_jax.atomic import replace_directory
 from sdm_jax.blocking import MLACSettings
 from sdm_jax.checkpoint import RunCheckpoints
 from sdm_jax.config import ConfigError
@@ -197,6 +199,50 @@ def test_bad_values_are_one_line_before_any_work(tmp_path: Path, override, messa
                         str(tmp_path / "run"), override)
     assert (result.returncode, result.stderr.strip()) == (2, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_overrides_may_come_on_both_sides_of_the_options(tmp_path: Path):
+    result = _train_cli("train.seed=3", "--config", str(ROOT / "configs" / "toy.yaml"),
+                        "--run-dir", str(tmp_path / "run"), "mlac.outer_lr=.nan")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "error: mlac.outer_lr: expected a finite number, got nan")
+
+
+def test_rerun_of_a_finished_run_keeps_its_training_figures(tmp_path: Path):
+    first = train_and_evaluate(_config(), tmp_path, progress=False)
+    again = train_and_evaluate(_config(), tmp_path, progress=False)
+    for key in ("last_train_metrics", "first_step_s", "steps_per_s", "final_validation"):
+        assert again[key] == first[key] and first[key], key
+    assert json.loads((tmp_path / "summary.json").read_text())["final_validation"] == \
+        first["final_validation"]
+
+
+def test_export_left_half_built_by_a_kill_is_cleaned_up(tmp_path: Path):
+    summary = train_and_evaluate(_config(), tmp_path, progress=False)
+    exported = {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()}
+    (tmp_path / ".export.partial").mkdir()
+    (tmp_path / ".export.partial" / "params.safetensors").write_bytes(b"half")
+    again = train_and_evaluate(_config(), tmp_path, progress=False)
+    assert again["export_step"] == summary["export_step"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()} == exported
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export")) == []
+
+
+def test_directory_swap_survives_a_failed_build_and_a_kill_between_renames(tmp_path: Path):
+    target = tmp_path / "export"
+    replace_directory(target, lambda d: (d / "a.txt").write_text("one"))
+
+    def fails(staging: Path):
+        (staging / "a.txt").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_directory(target, fails)
+    assert (target / "a.txt").read_text() == "one"
+    target.rename(tmp_path / ".export.old")  # killed after moving the old one aside
+    replace_directory(target, lambda d: (d / "a.txt").write_text("two"))
+    assert (target / "a.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
 
 
 def test_all_loss_weights_zero_is_refused():

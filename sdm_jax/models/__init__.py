@@ -8,6 +8,7 @@ from sdm_jax.models.encoder import (
     load_encoder,
     random_encoder,
     save_pretrained,
+    write_pretrained,
 )
 from sdm_jax.models.heads import head_logits, init_head, mlp_backbone, split_logits
 from sdm_jax.models.hf_io import CheckpointError
@@ -28,4 +29,5 @@ __all__ = [
     "random_encoder",
     "save_pretrained",
     "split_logits",
+    "write_pretrained",
 ]

@@ -6,8 +6,6 @@ import functools
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from sdm_jax.atomic import replace_directory
 from sdm_jax.models.backbone import Backbone, Params
 from sdm_jax.models.bert import BertConfig, bert_apply, bert_backbone, init_bert_params
 from sdm_jax.models.hf_io import (
@@ -153,29 +152,25 @@ def random_encoder(
     return _make_encoder(params, config, tokenizer, dtype, f"random(seed={seed})")
 
 
+def write_pretrained(
+    directory: Path, params: Params, config: BertConfig, tokenizer: Any = None
+) -> None:
+    """Write ``config.json``, ``model.safetensors`` (Hugging Face names) and tokenizer files
+    into the existing ``directory``."""
+    from safetensors.numpy import save_file
+
+    tensors = params_to_tensors(jax.device_get(params))
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+
+
 def save_pretrained(
     directory: str | os.PathLike, params: Params, config: BertConfig, tokenizer: Any = None
 ) -> Path:
-    """Write ``config.json``, ``model.safetensors`` (Hugging Face names) and tokenizer files.
-
-    The directory is assembled beside its destination and moved into place, so an existing
-    export is never left half-written.
-    """
-    from safetensors.numpy import save_file
-
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        tensors = params_to_tensors(jax.device_get(params))
-        save_file(tensors, str(staging / "model.safetensors"), metadata={"format": "pt"})
-        (staging / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(staging))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    """:func:`write_pretrained` into a directory assembled beside ``directory`` and swapped
+    into place, so an existing export is never left half-written."""
+    return replace_directory(
+        directory, lambda staging: write_pretrained(staging, params, config, tokenizer)
+    )
