@@ -55,13 +55,16 @@ def meta_batch_shardings(mesh: Mesh, shared_outer_batch: bool) -> dict[str, Name
 def put_meta_batch(meta_batch: dict, mesh: Mesh, shared_outer_batch: bool) -> dict:
     """Host numpy meta-batch -> global device arrays with the step's shardings.
 
-    Each process passes its own slice of the attackers (its rows of the meta-batch axis) and
-    the full shared outer batch; on one host that is simply the whole meta-batch.
+    Every process passes the whole meta-batch (each draws the same one from the same seed) and
+    each of its devices takes its rows of the attacker axis, so one host or many, the program
+    sees the same global batch.
     """
     shardings = meta_batch_shardings(mesh, shared_outer_batch)
     return {
         part: jax.tree.map(
-            lambda x, s=shardings[part]: jax.make_array_from_process_local_data(s, x), arrays
+            lambda x, s=shardings[part]: jax.make_array_from_callback(
+                x.shape, s, lambda index, x=x: x[index]),
+            arrays,
         )
         for part, arrays in meta_batch.items()
     }

@@ -122,7 +122,40 @@ class _Validator:
         return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
 
 
+class _RunFiles:
+    """The run directory's result files. Only process 0 writes them; checkpoints are orbax's,
+    written by every process together."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.metrics = run_dir, run_dir / "metrics.jsonl"
+        self.writer = jax.process_index() == 0
+
+    def write_config(self, config: Config) -> None:
+        if self.writer:
+            write_text_atomic(self.run_dir / "config.yaml", config_to_yaml(config))
+
+    def truncate_metrics(self, last_step: int) -> None:
+        if self.writer:
+            truncate_jsonl(self.metrics, last_step)
+
+    def append_metrics(self, record: Mapping[str, Any]) -> None:
+        if self.writer:
+            append_jsonl(self.metrics, record)
+
+    def export(self, task: PreparedTask, params, config: Config) -> Path:
+        target = self.run_dir / "export"
+        if self.writer:
+            replace_directory(target, lambda staging: export_model(staging, task, params, config))
+        return target
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        if self.writer:
+            write_json_atomic(self.run_dir / "summary.json", summary)
+
+
 def _print(message: str, bar: tqdm | None) -> None:
+    if jax.process_index() != 0:
+        return
     if bar is not None and not bar.disable:
         bar.write(message, file=sys.stderr)
     else:
@@ -205,13 +238,17 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
         # Refuse another config before touching the run's files: its config.yaml must keep
         # describing the checkpoints it holds.
         checkpoints.check_compatible(checkpoints.read_metadata(latest), latest)
-    write_text_atomic(run_dir / "config.yaml", config_to_yaml(config))
-    metrics_path = run_dir / "metrics.jsonl"
+    files = _RunFiles(run_dir)
+    files.write_config(config)
     settings, train = config.mlac, config.train
 
     step_fn = make_outer_step(task.backbone, settings, task.num_good, task.num_bad, mesh)
     state = init_train_state(task.backbone, task.backbone_params, task.num_good, task.num_bad,
                              settings, train.seed, head=task.head)
+    if mesh is not None:
+        # Replicated over the mesh from the start (restores keep it), as the step returns it:
+        # one compilation, and on many hosts one global state.
+        state = jax.device_put(state, parallel.replicated(mesh))
     source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
     validate = _Validator(task, config)
     start, best_loss, best_step, resumed_from = 0, math.inf, None, None
@@ -220,13 +257,16 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
         source.load_state_dict(samplers)
         start = resumed_from = int(metadata["step"])
         best_loss, best_step = _kept_best(checkpoints, metadata)
-        truncate_jsonl(metrics_path, start)
+        files.truncate_metrics(start)
         _print(f"resuming {run_dir} from step {start} (best validation loss {best_loss:.4g} "
                f"at step {best_step})", None)
 
     end = train.stop_after or train.outer_steps
-    bar = tqdm(total=train.outer_steps, initial=start, disable=None if progress is None
-               else not progress, dynamic_ncols=True, desc="outer steps")
+    shown = None if progress is None else progress
+    if not files.writer:
+        shown = False
+    bar = tqdm(total=train.outer_steps, initial=start, disable=None if shown is None
+               else not shown, dynamic_ncols=True, desc="outer steps")
     interval_start, interval_steps, warned, values = time.perf_counter(), 0, False, {}
     compile_s, val, step_seconds, timed_steps = None, {}, 0.0, 0
     # Summed on the device every step, read with the other metrics: an overflow between two
@@ -260,7 +300,7 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
                   "compilations": step_fn.trace_count}
         if step == start + 1:
             record["first_step_s"] = compile_s
-        append_jsonl(metrics_path, record)
+        files.append_metrics(record)
         step_seconds, timed_steps = step_seconds + elapsed, timed_steps + interval_steps
         interval_start, interval_steps = time.perf_counter(), 0
         if int(rows_missing):
@@ -284,8 +324,8 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
                         good_acc=f"{values.get('acc/good_base', float('nan')):.3f}", refresh=False)
         if validating:
             val = validate(state)
-            append_jsonl(metrics_path, {"step": step, "kind": "validation",
-                                        **{f"val/{k}": v for k, v in val.items()}})
+            files.append_metrics({"step": step, "kind": "validation",
+                                  **{f"val/{k}": v for k, v in val.items()}})
             if not math.isfinite(val["loss/total"]):
                 bar.close()
                 checkpoints.close()
@@ -325,16 +365,13 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
         best_state = state
         if best_step is not None and best_step != final_step:
             best_state, _, _ = checkpoints.restore(state, best_step)
-        export = replace_directory(
-            run_dir / "export",
-            lambda staging: export_model(staging, task, best_state.params, config))
-        summary["export_dir"] = str(export)
+        summary["export_dir"] = str(files.export(task, best_state.params, config))
         summary["export_step"] = best_step or final_step
         summary["final_validation"] = val
     if start == final_step:
         summary.update(_training_figures(run_dir / "summary.json"))
     checkpoints.close()
-    write_json_atomic(run_dir / "summary.json", summary)
+    files.write_summary(summary)
     return summary
 
 

@@ -13,6 +13,9 @@ SMALL = [
     "train.checkpoint_every=2", "train.log_every=1", "train.keep_checkpoints=1",
 ]
 
+# The same run on 4 devices, one attacker each: one process or a 2-process cluster.
+MULTIHOST_OVERRIDES = ("parallel.data_devices=4", "mlac.meta_batch_size=4")
+
 
 def small_config(*extra: str):
     """The small toy config with ``extra`` dotted overrides applied after it."""
