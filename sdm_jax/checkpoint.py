@@ -9,6 +9,7 @@ checkpoint intact. Kept: the latest ``keep`` checkpoints plus the one the caller
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ CHECKPOINT_FORMAT = 1
 
 class RestoreError(ValueError):
     """A checkpoint that cannot be resumed: corrupt, or written by a different config."""
+
+
+class UnreadableCheckpoint(RestoreError):
+    """A checkpoint whose files cannot be read: corrupt, or cut short by a crash."""
 
 
 def validation_rank(val_loss: float, step: int) -> tuple[float, int]:
@@ -178,7 +183,7 @@ class RunCheckpoints:
                 step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())
             )
         except Exception as error:  # orbax raises many types; all mean "unreadable"
-            raise RestoreError(
+            raise UnreadableCheckpoint(
                 f"{where}: checkpoint metadata is unreadable (corrupt or incomplete; "
                 f"{_first_line(error)})"
             ) from None
@@ -223,7 +228,7 @@ class RunCheckpoints:
             if saved is None:
                 raise FileNotFoundError("no state item")
         except Exception as error:  # orbax raises many types; all mean "unreadable"
-            raise RestoreError(
+            raise UnreadableCheckpoint(
                 f"{where}: checkpoint is unreadable (corrupt or incomplete; {_first_line(error)})"
             ) from None
         mismatch = _shape_mismatch(_saved_shapes(saved), _target_shapes(abstract))
@@ -236,10 +241,21 @@ class RunCheckpoints:
         try:
             restored = self.manager.restore(step, args=args)
         except Exception as error:  # tensorstore reports bad bytes with many types
-            raise RestoreError(
+            raise UnreadableCheckpoint(
                 f"{where}: checkpoint is unreadable (corrupt or incomplete; {_first_line(error)})"
             ) from None
         return restored["state"], dict(restored["samplers"]), metadata
+
+    def set_aside(self, step: int) -> Path:
+        """Rename an unreadable checkpoint to ``STEP.unreadable`` (kept for inspection, out of
+        the manager's sight), so the run continues from an earlier one and may save ``step``
+        again."""
+        target = self.directory / f"{step}.unreadable"
+        if target.exists():
+            shutil.rmtree(target)
+        (self.directory / str(step)).rename(target)
+        self.manager.reload()
+        return target
 
     def close(self) -> None:
         self.manager.close()

@@ -25,7 +25,13 @@ from tqdm import tqdm
 from sdm_jax import parallel
 from sdm_jax.atomic import replace_directory, write_json_atomic, write_text_atomic
 from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
-from sdm_jax.checkpoint import RunCheckpoints, append_jsonl, truncate_jsonl, validation_rank
+from sdm_jax.checkpoint import (
+    RunCheckpoints,
+    UnreadableCheckpoint,
+    append_jsonl,
+    truncate_jsonl,
+    validation_rank,
+)
 from sdm_jax.config import (
     Config,
     ConfigError,
@@ -202,6 +208,23 @@ def _training_figures(summary_path: Path) -> dict[str, Any]:
     return {key: earlier[key] for key in _TRAINING_FIGURES if key in earlier}
 
 
+def _latest_readable(checkpoints: RunCheckpoints, read) -> tuple[int, Any] | None:
+    """``(step, read(step))`` for the newest step ``read`` can read; newer unreadable
+    checkpoints (a disk error, a crash mid-write) are set aside as ``STEP.unreadable`` with a
+    note, so the run goes on from the last good one. With several processes the error
+    stands: one process cannot rename files the others are reading."""
+    while (step := checkpoints.latest_step()) is not None:
+        try:
+            return step, read(step)
+        except UnreadableCheckpoint as error:
+            if jax.process_count() > 1:
+                raise
+            moved = checkpoints.set_aside(step)
+            _print(f"note: {error}; moved it to {moved.name} and going on from the checkpoint "
+                   "before it", None)
+    return None
+
+
 def run_checkpoints(config: Config, run_dir: str | Path) -> RunCheckpoints:
     """The checkpoints of the run in ``run_dir``, refusing those of an incompatible config."""
     return RunCheckpoints(Path(run_dir) / "checkpoints", config.train.keep_checkpoints,
@@ -233,11 +256,11 @@ def train_and_evaluate(
 def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
                         progress: bool | None, started: float) -> dict[str, Any]:
     checkpoints = run_checkpoints(config, run_dir)
-    latest = checkpoints.latest_step()
-    if latest is not None:
+    newest = _latest_readable(checkpoints, checkpoints.read_metadata)
+    if newest is not None:
         # Refuse another config before touching the run's files: its config.yaml must keep
         # describing the checkpoints it holds.
-        checkpoints.check_compatible(checkpoints.read_metadata(latest), latest)
+        checkpoints.check_compatible(newest[1], newest[0])
     files = _RunFiles(run_dir)
     files.write_config(config)
     settings, train = config.mlac, config.train
@@ -252,8 +275,9 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
     source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
     validate = _Validator(task, config)
     start, best_loss, best_step, resumed_from = 0, math.inf, None, None
-    if latest is not None:
-        state, samplers, metadata = checkpoints.restore(state, latest)
+    restored = _latest_readable(checkpoints, lambda step: checkpoints.restore(state, step))
+    if restored is not None:
+        state, samplers, metadata = restored[1]
         source.load_state_dict(samplers)
         start = resumed_from = int(metadata["step"])
         best_loss, best_step = _kept_best(checkpoints, metadata)

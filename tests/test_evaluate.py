@@ -78,6 +78,21 @@ def test_rerun_reuses_finished_cells(toy_run, tmp_path):
     assert [c.to_dict() for c in first] == [c.to_dict() for c in second]
 
 
+def test_a_corrupt_cached_cell_is_set_aside_and_computed_again(toy_run, tmp_path, capsys):
+    plan = _plan(toy_run, tmp_path / "eval", baselines=(), tasks=("bad",), ns=(10,))
+    _, first = evaluate(plan)
+    cached = next((tmp_path / "eval" / "cache").iterdir())
+    good_bytes = cached.read_bytes()
+    cached.write_text('{"model_id": "blocked", "ta')  # torn, e.g. by a full disk
+    capsys.readouterr()
+    _, second = evaluate(plan)
+    assert (f"note: cell cache file {cached} is unreadable (" in capsys.readouterr().err)
+    assert cached.read_bytes() == good_bytes
+    assert cached.with_name(cached.name + ".unreadable").read_text() == \
+        '{"model_id": "blocked", "ta'
+    assert [c.to_dict() for c in first] == [c.to_dict() for c in second]
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -27,12 +28,20 @@ from sdm_jax.data.errors import DataError
 from sdm_jax.models import CheckpointError, load_encoder
 from sdm_jax.run_lock import RunInUseError, hold_run_lock
 from sdm_jax.train_loop import TrainingError, train_and_evaluate
-from tests.toy_runs import small_config
+from tests.toy_runs import SMALL, small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
+SMALL_TRAIN_CLI = (*SMALL, "train.eval_every=2")
+
+
 def _config(*extra: str):
     return small_config("train.eval_every=2", *extra)
+
+
+def _checkpoint_dirs(run_dir: Path) -> list[Path]:
+    folder = run_dir / "checkpoints"
+    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def _train_cli(*args: str) -> subprocess.CompletedProcess:
@@ -131,6 +140,46 @@ def test_active_row_overflow_between_logged_steps_stops_training(tmp_path: Path,
         "did not fit, so those steps were inexact); raise it and re-run, last good checkpoint: "
         f"step 2 in {tmp_path / 'checkpoints'}")
     assert _kept_steps(tmp_path) == [2]
+
+
+def test_a_corrupt_latest_checkpoint_is_set_aside_and_the_run_goes_on(tmp_path: Path, capsys):
+    straight = train_and_evaluate(_config(), tmp_path / "straight", progress=False)
+    run = tmp_path / "run"
+    train_and_evaluate(_config("train.keep_checkpoints=2", "train.stop_after=4"), run,
+                       progress=False)
+    for chunk in (run / "checkpoints" / "4" / "state").rglob("d/*"):
+        chunk.write_bytes(b"not an array")
+    capsys.readouterr()
+    resumed = train_and_evaluate(_config("train.keep_checkpoints=2"), run, progress=False)
+    note = capsys.readouterr().err.splitlines()[0]
+    assert note.startswith(f"note: {run / 'checkpoints' / '4'}: checkpoint is unreadable "
+                           "(corrupt or incomplete; ")
+    assert note.endswith("; moved it to 4.unreadable and going on from the checkpoint before it")
+    assert resumed["resumed_from"] == 2 and (run / "checkpoints" / "4.unreadable").is_dir()
+    assert resumed["best_val_loss"] == straight["best_val_loss"]
+    assert ((run / "export" / "params.safetensors").read_bytes()
+            == (tmp_path / "straight" / "export" / "params.safetensors").read_bytes())
+
+
+def test_kill_9_at_an_arbitrary_step_resumes_to_the_same_parameters(tmp_path: Path):
+    longer = ("train.outer_steps=300", "train.eval_every=100", "train.checkpoint_every=10",
+              "train.log_every=10")
+    straight = train_and_evaluate(_config(*longer), tmp_path / "straight", progress=False)
+    run = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "train.py"), "--no-progress", "--run-dir", str(run),
+               *SMALL_TRAIN_CLI, *longer]
+    victim = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    while victim.poll() is None and not any(p.name.isdigit() for p in _checkpoint_dirs(run)):
+        time.sleep(0.02)
+    victim.kill()
+    assert victim.wait() == -9, "the run ended before it could be killed"
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stderr
+    assert ((run / "export" / "params.safetensors").read_bytes()
+            == (tmp_path / "straight" / "export" / "params.safetensors").read_bytes())
+    assert json.loads((run / "summary.json").read_text())["best_step"] == straight["best_step"]
 
 
 def test_model_without_tokenizer_files_is_refused(tmp_path: Path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from sdm_jax.atomic import write_text_atomic
@@ -31,10 +32,19 @@ class CellCache:
         try:
             cell = CellResult.from_dict(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"cell cache file {path} is unreadable: {error}") from error
+            return self._set_aside(path, f"is unreadable ({error})")
         if (cell.model_id, cell.task, cell.n) != (model_id, task, n):
-            raise ValueError(f"cell cache file {path} holds {cell.model_id}/{cell.task}/{cell.n}")
+            return self._set_aside(path, f"holds {cell.model_id}/{cell.task}/{cell.n}")
         return cell
+
+    @staticmethod
+    def _set_aside(path: Path, problem: str) -> None:
+        """A bad cell file is kept as ``*.unreadable`` and the cell computed again."""
+        moved = path.with_name(path.name + ".unreadable")
+        path.replace(moved)
+        print(f"note: cell cache file {path} {problem}; moved it to {moved.name} and "
+              "computing the cell again", file=sys.stderr, flush=True)
+        return None
 
     def store(self, cell: CellResult, fingerprint: str) -> Path:
         path = self.path(cell.model_id, cell.task, cell.n, fingerprint)
