@@ -65,11 +65,11 @@ def test_busy_or_failed_runs_withhold_the_ratio():
     assert failed["ratio"] is None and "failed: jax: exit 1" in compare.markdown([failed])
 
 
-def test_rounds_interleave_jax_then_torch(monkeypatch):
-    monkeypatch.setattr(machine, "wait_until_quiet", lambda cores: 0.0)
+def test_rounds_interleave_jax_then_torch():
     order = []
     rounds = compare.interleave(lambda: order.append("jax") or _side(1.0),
-                                lambda: order.append("torch") or _side(2.0), pairs=3, cores=2)
+                                lambda: order.append("torch") or _side(2.0), pairs=3, cores=2,
+                                settle_s=0)
     assert order == ["jax", "torch"] * 3
     assert all("machine_before" in r["jax"] and "busy" in r["torch"] for r in rounds)
 

@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "by one (0 = skip)")
     parser.add_argument("--attack-seq-len", type=int, default=32,
                         help="sequence length of the attack runs' data")
+    parser.add_argument("--settle-seconds", type=float, default=90.0,
+                        help="before each run, wait up to this long for the 1-minute load to "
+                             "fall to the core count (the previous run raises it; 0 = no wait)")
     parser.add_argument("--skip-peak", action="store_true",
                         help="do not measure the matmul peak (no %% of peak column)")
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
@@ -196,7 +199,7 @@ def compare_with_torch(args: argparse.Namespace) -> list[dict]:
                                     active_rows=args.active_rows, objective=objective)
                 rounds = compare.interleave(lambda w=workload: run_jax(w, args, cache_env),
                                             lambda w=workload: run_torch(w, args, torch_python),
-                                            args.pairs, cores)
+                                            args.pairs, cores, args.settle_seconds)
                 summaries.append(compare.summarise(asdict(workload), rounds))
                 print(compare.markdown(summaries[-1:]).splitlines()[-1], flush=True)
     return summaries
@@ -247,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     cores = os.cpu_count() or 1
     results = []
     for workload in workloads(args):
-        results.append(compare.timed_run(lambda w=workload: run_jax(w, args), cores))
+        results.append(compare.timed_run(lambda w=workload: run_jax(w, args), cores,
+                                         args.settle_seconds))
         print(markdown_table(results[-1:], peak).splitlines()[-1], flush=True)
     attacks = None
     if args.attack_steps:

@@ -19,10 +19,10 @@ from sdm_jax.bench.report import variant_name
 Runner = Callable[[], dict]
 
 
-def timed_run(run: Runner, cores: int) -> dict:
+def timed_run(run: Runner, cores: int, settle_s: float = machine.SETTLE_TIMEOUT_S) -> dict:
     """One child run with the machine's state around it and the reasons it may be untrusted;
-    it starts once the load the previous run left has decayed (or after a minute)."""
-    settled_s = machine.wait_until_quiet(cores)
+    it starts once the load the previous run left has decayed (or after ``settle_s``)."""
+    settled_s = machine.wait_until_quiet(cores, timeout_s=settle_s)
     before = machine.snapshot()
     result = run()
     after = machine.snapshot()
@@ -30,9 +30,11 @@ def timed_run(run: Runner, cores: int) -> dict:
             "busy": machine.busy_reasons(before, after, cores), "settled_s": settled_s}
 
 
-def interleave(run_jax: Runner, run_torch: Runner, pairs: int, cores: int) -> list[dict]:
+def interleave(run_jax: Runner, run_torch: Runner, pairs: int, cores: int,
+               settle_s: float = machine.SETTLE_TIMEOUT_S) -> list[dict]:
     """``pairs`` rounds of (JAX run, PyTorch run), in that order every round."""
-    return [{"jax": timed_run(run_jax, cores), "torch": timed_run(run_torch, cores)}
+    return [{"jax": timed_run(run_jax, cores, settle_s),
+             "torch": timed_run(run_torch, cores, settle_s)}
             for _ in range(pairs)]
 
 
