@@ -286,11 +286,9 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
                f"at step {best_step})", None)
 
     end = train.stop_after or train.outer_steps
-    shown = None if progress is None else progress
-    if not files.writer:
-        shown = False
-    bar = tqdm(total=train.outer_steps, initial=start, disable=None if shown is None
-               else not shown, dynamic_ncols=True, desc="outer steps")
+    hidden = None if progress is None else not progress
+    bar = tqdm(total=train.outer_steps, initial=start, disable=hidden if files.writer else True,
+               dynamic_ncols=True, desc="outer steps")
     interval_start, interval_steps, warned, values = time.perf_counter(), 0, False, {}
     compile_s, val, step_seconds, timed_steps = None, {}, 0.0, 0
     # Summed on the device every step, read with the other metrics: an overflow between two

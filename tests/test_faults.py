@@ -32,11 +32,11 @@ from tests.toy_runs import SMALL, small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SMALL_TRAIN_CLI = (*SMALL, "train.eval_every=2")
+FAULT_OVERRIDES = ("train.eval_every=2",)
 
 
 def _config(*extra: str):
-    return small_config("train.eval_every=2", *extra)
+    return small_config(*FAULT_OVERRIDES, *extra)
 
 
 def _checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -167,7 +167,7 @@ def test_kill_9_at_an_arbitrary_step_resumes_to_the_same_parameters(tmp_path: Pa
     straight = train_and_evaluate(_config(*longer), tmp_path / "straight", progress=False)
     run = tmp_path / "run"
     command = [sys.executable, str(ROOT / "train.py"), "--no-progress", "--run-dir", str(run),
-               *SMALL_TRAIN_CLI, *longer]
+               *SMALL, *FAULT_OVERRIDES, *longer]
     victim = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     while victim.poll() is None and not any(p.name.isdigit() for p in _checkpoint_dirs(run)):

@@ -26,7 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from sdm_jax.atomic import write_text_atomic
-from sdm_jax.bench import compare
+from sdm_jax.bench import compare, machine
 from sdm_jax.bench.flops import MODEL_SHAPES
 from sdm_jax.bench.report import markdown_table
 from sdm_jax.bench.workload import OBJECTIVES, Workload
@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "by one (0 = skip)")
     parser.add_argument("--attack-seq-len", type=int, default=32,
                         help="sequence length of the attack runs' data")
-    parser.add_argument("--settle-seconds", type=float, default=90.0,
+    parser.add_argument("--settle-seconds", type=float, default=machine.SETTLE_TIMEOUT_S,
                         help="before each run, wait up to this long for the 1-minute load to "
                              "fall to the core count (the previous run raises it; 0 = no wait)")
     parser.add_argument("--skip-peak", action="store_true",
