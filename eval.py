@@ -57,8 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attack batch sizes searched (default: the run's own "
                              "mlac.batch_size_choices, as the reference searches)")
     parser.add_argument("--attack-modes", type=_names, default=("full", "frozen"),
-                        help="attacks searched: full (fine-tune everything) and/or frozen "
-                             "(linear probe on the frozen encoder)")
+                        help="attacks searched: full (fine-tune everything), frozen (linear "
+                             "probe on the frozen encoder), bitfit (biases only), lora "
+                             "(low-rank adapters; see --lora-*)")
+    parser.add_argument("--lora-ranks", type=_ints, default=(4, 16),
+                        help="LoRA ranks searched when --attack-modes has lora")
+    parser.add_argument("--lora-alphas", type=lambda t: tuple(float(x) for x in t.split(",")),
+                        default=(8.0, 16.0, 32.0),
+                        help="LoRA alphas searched (the update is scaled by alpha / rank)")
+    parser.add_argument("--lora-targets", type=_names, default=("attention", "attention+ffn"),
+                        help="LoRA target sets searched: attention, ffn, or both joined "
+                             "with '+'")
     parser.add_argument("--optimizers", type=_names, default=("adam",),
                         help="attack optimizers searched: adam, adamw, sgd, sgd_momentum, "
                              "rmsprop")
@@ -89,14 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if len(args.steps) != 3:
             raise ValueError(f"--steps expects FIRST,LAST,STRIDE, got {args.steps}")
-        unknown_modes = set(args.attack_modes) - {"full", "frozen"}
-        if unknown_modes or not args.attack_modes:
-            raise ValueError(f"--attack-modes takes full and/or frozen, got {args.attack_modes}")
-        frozen_base = tuple(mode == "frozen" for mode in args.attack_modes)
         batch_sizes = args.batch_sizes or run_batch_sizes(args.run_dir)
         space = SearchSpace(lr_range=args.lr_range, steps_range=args.steps,
-                            batch_sizes=batch_sizes, frozen_base=frozen_base,
-                            optimizers=args.optimizers)
+                            batch_sizes=batch_sizes, modes=args.attack_modes,
+                            optimizers=args.optimizers, lora_ranks=args.lora_ranks,
+                            lora_alphas=args.lora_alphas, lora_targets=args.lora_targets)
         search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,
                               trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,
                               seed=args.seed, space=space,

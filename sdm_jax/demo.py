@@ -32,7 +32,7 @@ PROBE_NS = (20, 50, 100, 200)
 # fits a CPU in minutes.
 PROBE_SEARCH = SearchConfig(
     method="tpe", max_trials=8, patience=8, trials_per_batch=8, num_seeds=5,
-    space=SearchSpace(steps_range=(100, 300, 100), batch_sizes=(8, 16), frozen_base=(True,)),
+    space=SearchSpace(steps_range=(100, 300, 100), batch_sizes=(8, 16), modes=("frozen",)),
     runner=RunnerConfig(eval_every=50),
 )
 # Full fine-tuning (fresh head, Adam, searched lr and batch) costs ~15 s per attack run on a
@@ -42,7 +42,7 @@ FULL_MODELS = ("blocked", "ac", "pretrained", "random")
 FULL_SEARCH = SearchConfig(
     method="tpe", max_trials=4, patience=4, trials_per_batch=4, num_seeds=3,
     space=SearchSpace(lr_range=(1e-5, 1e-3), steps_range=(100, 100, 100), batch_sizes=(8, 16),
-                      frozen_base=(False,)),
+                      modes=("full",)),
     runner=RunnerConfig(eval_every=25),
 )
 

@@ -13,6 +13,7 @@ from sdm_jax.attacks.report import (
     blocking_scores,
     markdown_report,
     repeat_rows,
+    attack_label,
     repeats_markdown,
     run_rows,
     summary_rows,
@@ -64,6 +65,7 @@ def test_summary_blocking_score_and_markdown_by_hand():
     assert "| blocked | 0.700 ± 0.100 (0.800) |" in report
     assert "| blocked | 0.667 |" in report
     assert "## Desired task (good)" in report and "| blocked | 0.800 ± 0.000 (0.800) |" in report
+    assert "| blocked | full, adam lr 1.0e-03, 500 steps, batch 16 |" in report
     rows = run_rows(cells)
     assert len(rows) == 4 * 3 and rows[1]["phase"] == "seed" and rows[0]["phase"] == "trial"
     assert rows[1]["test_accuracy"] == 0.9 and rows[1]["examples_to_0.5"] == 16
@@ -86,7 +88,7 @@ GRID_CONFIG = SearchConfig(
     max_trials=4,
     trials_per_batch=4,
     num_seeds=4,
-    space=SearchSpace(steps_range=(40, 60, 20), batch_sizes=(16,), frozen_base=(False,)),
+    space=SearchSpace(steps_range=(40, 60, 20), batch_sizes=(16,), modes=("full",)),
     runner=RunnerConfig(eval_every=20, eval_batch_size=128, max_examples=300),
 )
 
@@ -181,3 +183,13 @@ def test_repeat_rows_spread_and_blocking_score():
     assert "0.500 ± 0.167" in repeats_markdown(rows)
     with pytest.raises(ValueError, match="no evaluation repeats"):
         repeat_rows([])
+
+
+def test_attack_label_names_what_the_chosen_attack_trains():
+    lora = AttackSetting(lr=3e-4, steps=200, batch_size=8, adapter="lora", lora_rank=16,
+                         lora_alpha=32.0, lora_targets="attention+ffn")
+    assert attack_label(lora.to_dict()) == (
+        "lora r16 α32 attention+ffn, adam lr 3.0e-04, 200 steps, batch 8"
+    )
+    assert attack_label(AttackSetting(frozen_base=True).to_dict()).startswith("frozen, adam")
+    assert attack_label(AttackSetting(adapter="bitfit").to_dict()).startswith("bitfit, adam")

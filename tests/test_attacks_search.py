@@ -11,7 +11,7 @@ from sdm_jax.data.toy import ToySpec, make_toy_task
 from sdm_jax.models.heads import mlp_backbone
 
 SPACE = SearchSpace(
-    lr_range=(1e-5, 1e-1), steps_range=(40, 60, 20), batch_sizes=(16,), frozen_base=(False,)
+    lr_range=(1e-5, 1e-1), steps_range=(40, 60, 20), batch_sizes=(16,), modes=("full",)
 )
 CONFIG = SearchConfig(
     max_trials=12,

@@ -30,7 +30,7 @@ SMALL = [
 ]
 TINY_SEARCH = SearchConfig(
     method="random", max_trials=2, patience=2, trials_per_batch=2, num_seeds=2,
-    space=SearchSpace(steps_range=(20, 40, 20), batch_sizes=(4, 8), frozen_base=(False,)),
+    space=SearchSpace(steps_range=(20, 40, 20), batch_sizes=(4, 8), modes=("full",)),
     runner=RunnerConfig(eval_every=10),
 )
 
@@ -137,8 +137,9 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
 
 
 def test_cli_rejects_an_unknown_attack_mode(tmp_path, capsys):
-    assert eval_cli.main(["--run-dir", str(tmp_path), "--attack-modes", "full,lora"]) == 2
-    assert "--attack-modes takes full and/or frozen" in capsys.readouterr().err
+    assert eval_cli.main(["--run-dir", str(tmp_path), "--attack-modes", "full,prompt",
+                          "--batch-sizes", "8"]) == 2
+    assert "unknown attack mode 'prompt'" in capsys.readouterr().err
 
 
 def test_repeats_use_disjoint_seeds_and_report_their_spread(toy_run, tmp_path):

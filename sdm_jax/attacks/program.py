@@ -9,7 +9,9 @@ the program stops changing after its last step, and its later evaluations are ma
 
 The program never sees a Flax object: the model is ``logits(backbone_params, head, inputs)``.
 For a linear probe the caller passes precomputed features and an empty backbone, so the same
-code trains the head alone at a fraction of the cost.
+code trains the head alone at a fraction of the cost. A BitFit or LoRA program trains the
+adapter pytree of :mod:`sdm_jax.attacks.adapters` in the backbone's place and runs the model
+with the adapter applied to the frozen ``backbone_params``.
 
 Active rows (``ProgramSpec.active_rows``): a text backbone's word table is trained as a compact
 table of the rows the attacker's examples use, and evaluation reads the rows outside it from the
@@ -30,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sdm_jax.attacks.adapters import Adaptation, apply_adapter, init_adapter
 from sdm_jax.attacks.settings import direction_transform, schedule_factor
 from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, get_path, replace_path
 from sdm_jax.models.heads import head_logits, init_head
@@ -52,6 +55,7 @@ class ProgramSpec:
     feature_dim: int
     with_test: bool
     active_rows: bool = False
+    adaptation: Adaptation = Adaptation()
 
     @property
     def total_steps(self) -> int:
@@ -114,10 +118,16 @@ def _accuracy(logits, split):
 def _single_run(spec: ProgramSpec, logits_fn: Callable):
     """One run as a pure function; the caller ``vmap``s it over runs."""
     classes = slice(spec.logit_offset, spec.logit_offset + spec.num_classes)
+    adaptation = spec.adaptation
+    peft = adaptation.kind != "none"
 
     def run(hparams, backbone_params, head, train, val, test, frozen_rows):
         def task_logits(params, untouched_scale, inputs):
             backbone = params["backbone"]
+            if peft:
+                backbone = apply_adapter(
+                    adaptation, backbone, backbone_params, hparams["lora_scale"]
+                )
             if spec.active_rows:
                 backbone = {"compact": backbone, "rest": {**frozen_rows, "scale": untouched_scale}}
             return logits_fn(backbone, params["head"], inputs)[..., classes]
@@ -127,9 +137,13 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             logits = jax.lax.map(lambda chunk: task_logits(params, untouched_scale, chunk), chunks)
             return logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
 
+        run_key = jax.random.key(hparams["seed"])
         if spec.fresh_head:
-            head = init_head(jax.random.key(hparams["seed"]), spec.feature_dim, spec.num_classes)
-        params = {"backbone": backbone_params, "head": head}
+            head = init_head(run_key, spec.feature_dim, spec.num_classes)
+        trained = backbone_params
+        if peft:
+            trained = init_adapter(adaptation, backbone_params, jax.random.fold_in(run_key, 1))
+        params = {"backbone": trained, "head": head}
         transform = direction_transform(spec.family, hparams["momentum"], hparams["weight_decay"])
         rows = jnp.arange(spec.max_batch)
         weight = (rows < hparams["batch_size"]).astype(jnp.float32)

@@ -126,6 +126,27 @@ def blocking_scores(
     return scores
 
 
+def attack_label(chosen: dict) -> str:
+    """A chosen setting in a few words: what it trains, then lr, steps and batch size."""
+    what = "full" if chosen["adapter"] == "none" else chosen["adapter"]
+    if chosen["frozen_base"]:
+        what = "frozen"
+    if chosen["adapter"] == "lora":
+        what += f" r{chosen['lora_rank']} α{chosen['lora_alpha']:g} {chosen['lora_targets']}"
+    return (f"{what}, {chosen['optimizer']} lr {chosen['lr']:.1e}, {chosen['steps']} steps, "
+            f"batch {chosen['batch_size']}")
+
+
+def _chosen_table(summary: Sequence[dict], task: str) -> list[str]:
+    table = _by_model_and_n(summary, task)
+    ns = sorted({n for cells in table.values() for n in cells})
+    body = [
+        [model] + [attack_label(cells[n]["chosen"]) if n in cells else "—" for n in ns]
+        for model, cells in table.items()
+    ]
+    return _markdown_table(["model"] + [f"n={n}" for n in ns], body)
+
+
 def _markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cells) + " |" for cells in body]
@@ -172,6 +193,7 @@ def markdown_report(
         lines += _markdown_table(["model"] + [f"n={n}" for n in ns], body)
     else:
         lines.append("No model besides the baselines was evaluated.")
+    lines += ["", "### Attack chosen on validation", "", *_chosen_table(summary, harmful_task)]
     desired = [row for row in summary if row["task"] == desired_task]
     if desired:
         lines += ["", f"## Desired task ({desired_task})", "", *_task_table(summary, desired_task)]

@@ -1,10 +1,12 @@
 """Run many attack settings against one model: group, chunk, compile once, collect results.
 
 Runs are grouped by optimizer family and by path: full fine-tuning runs go through the backbone;
-frozen-base runs (with ``probe_features``) train the head on features computed once. Each group
-is cut into chunks of at most ``max_parallel`` runs; a short chunk is padded to the next power of
-two so a handful of compiled programs serve every chunk size. Full fine-tuning of a text backbone
-trains only the word-table rows of the tokens in the attacker's examples (``active_rows``).
+frozen-base runs (with ``probe_features``) train the head on features computed once; BitFit and
+LoRA runs (one group per LoRA rank and target set) train an adapter over the frozen backbone.
+Each group is cut into chunks of at most ``max_parallel`` runs; a short chunk is padded to the
+next power of two so a handful of compiled programs serve every chunk size. Full fine-tuning of a
+text backbone trains only the word-table rows of the tokens in the attacker's examples
+(``active_rows``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sdm_jax.attacks.adapters import Adaptation, adaptation_for, check_adaptation
 from sdm_jax.attacks.metrics import DEFAULT_TARGETS, classification_metrics, examples_to_target
 from sdm_jax.attacks.problem import Arrays, AttackProblem, AttackTarget, validate_problem
 from sdm_jax.attacks.program import (
@@ -183,11 +186,12 @@ def attacker_token_ids(problem, settings, vocab_size: int) -> np.ndarray:
     return np.concatenate([ids, np.full(size - len(ids), ids[-1], np.int32)])
 
 
-def _program_model(target, problem, backbone_runs, probe: bool, active_rows: bool) -> tuple:
-    """``(logits_fn, backbone_params, frozen_rows)`` for the program of a group of runs."""
-    if probe:
+def _program_model(target, problem, backbone_runs, path: str, active_rows: bool) -> tuple:
+    """``(logits_fn, backbone_params, frozen_rows)`` for the program of a group of runs taking
+    ``path``: ``probe``, ``adapter`` (BitFit, LoRA: the full frozen backbone) or ``backbone``."""
+    if path == "probe":
         return probe_logits, {}, {}
-    if not active_rows:
+    if path == "adapter" or not active_rows:
         return backbone_logits(target.backbone.features), target.params, {}
     path = target.backbone.embedding_path
     table = get_path(target.params, path)
@@ -210,6 +214,7 @@ def _hparams(settings: Sequence[AttackSetting], orders: np.ndarray) -> dict[str,
         "weight_decay": column([s.effective_weight_decay for s in settings], np.float32),
         "momentum": column([s.effective_momentum for s in settings], np.float32),
         "frozen": column([s.frozen_base for s in settings], np.float32),
+        "lora_scale": column([s.lora_scale for s in settings], np.float32),
         "seed": column([s.seed for s in settings], np.int32),
         "order": orders,
     }
@@ -266,18 +271,25 @@ def run_attacks(
             f"or max_batch_size={max_batch}"
         )
 
-    groups: dict[tuple[str, bool], list[int]] = {}
+    groups: dict[tuple[str, bool, Adaptation], list[int]] = {}
     for index, setting in enumerate(settings):
         probe = setting.frozen_base and config.probe_features
-        groups.setdefault((setting.family, probe), []).append(index)
-    # One active set for every backbone run of this call: one compact table, one program.
+        adaptation = adaptation_for(
+            target.backbone, setting.adapter, setting.lora_rank, setting.lora_targets
+        )
+        groups.setdefault((setting.family, probe, adaptation), []).append(index)
+    for _, _, adaptation in groups:
+        check_adaptation(adaptation, target.params, target.backbone.name)
+    # One active set for every run that trains the word table: one compact table, one program.
     active_rows = config.active_rows and target.backbone.embedding_path is not None
-    backbone_runs = [s for s in settings if not (s.frozen_base and config.probe_features)]
+    backbone_runs = [
+        s for s in settings if not (s.frozen_base and config.probe_features) and s.adapter == "none"
+    ]
 
     results: list[RunResult | None] = [None] * len(settings)
     eval_cache: dict[bool, tuple] = {}
-    model_cache: dict[bool, tuple] = {}
-    for (family, probe), indices in groups.items():
+    model_cache: dict[str, tuple] = {}
+    for (family, probe, adaptation), indices in groups.items():
         if probe not in eval_cache:
             eval_cache[probe] = tuple(
                 _eval_split(target, arrays, problem.task, probe, config.eval_batch_size)
@@ -286,11 +298,10 @@ def run_attacks(
                 for arrays in (problem.val, problem.test)
             )
         val, test = eval_cache[probe]
-        if probe not in model_cache:
-            model_cache[probe] = _program_model(
-                target, problem, backbone_runs, probe, active_rows
-            )
-        logits_fn, backbone_params, frozen_rows = model_cache[probe]
+        path = "probe" if probe else "backbone" if adaptation.kind == "none" else "adapter"
+        if path not in model_cache:
+            model_cache[path] = _program_model(target, problem, backbone_runs, path, active_rows)
+        logits_fn, backbone_params, frozen_rows = model_cache[path]
         spec = ProgramSpec(
             family=family,
             num_blocks=math.ceil(max_steps / config.eval_every),
@@ -301,7 +312,8 @@ def run_attacks(
             fresh_head=target.head is None,
             feature_dim=target.backbone.feature_dim,
             with_test=test is not None,
-            active_rows=active_rows and not probe,
+            active_rows=active_rows and path == "backbone",
+            adaptation=adaptation,
         )
         program = compiled_program(spec, logits_fn)
         head = target.head if target.head is not None else {}

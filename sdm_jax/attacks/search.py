@@ -19,7 +19,7 @@ import optuna
 
 from sdm_jax.attacks.problem import AttackProblem, AttackTarget, validate_problem
 from sdm_jax.attacks.runner import RunnerConfig, RunResult, run_attacks
-from sdm_jax.attacks.settings import AttackSetting, validate_settings
+from sdm_jax.attacks.settings import ATTACK_MODES, AttackSetting, validate_settings
 
 SEARCH_METHODS = ("tpe", "random")
 # Runner fields that only shape how runs are executed, not what they compute.
@@ -29,14 +29,21 @@ _EXECUTION_ONLY = ("max_parallel", "eval_batch_size", "max_examples")
 @dataclass(frozen=True)
 class SearchSpace:
     """The reference's space by default: lr log-uniform, steps 100..1000 by 100, batch from a
-    set, frozen base or full fine-tuning, Adam with a constant learning rate."""
+    set, frozen base or full fine-tuning, Adam with a constant learning rate.
+
+    ``modes`` are :data:`~sdm_jax.attacks.settings.ATTACK_MODES`; a trial that picks ``lora``
+    also picks its rank, alpha and target groups (``+``-joined backbone group names) from
+    ``lora_ranks``, ``lora_alphas`` and ``lora_targets``; other trials do not sample them."""
 
     lr_range: tuple[float, float] = (1e-5, 1e-2)
     steps_range: tuple[int, int, int] = (100, 1000, 100)
     batch_sizes: tuple[int, ...] = (8, 16, 32)
-    frozen_base: tuple[bool, ...] = (False, True)
+    modes: tuple[str, ...] = ("full", "frozen")
     optimizers: tuple[str, ...] = ("adam",)
     schedules: tuple[str, ...] = ("constant",)
+    lora_ranks: tuple[int, ...] = (4, 16)
+    lora_alphas: tuple[float, ...] = (8.0, 16.0, 32.0)
+    lora_targets: tuple[str, ...] = ("attention", "attention+ffn")
 
     def validate(self) -> None:
         low, high = self.lr_range
@@ -45,13 +52,23 @@ class SearchSpace:
             raise ValueError(f"search lr_range must satisfy 0 < low <= high, got {self.lr_range}")
         if not 0 < first <= last or stride <= 0:
             raise ValueError(f"search steps_range (first, last, stride) is bad: {self.steps_range}")
-        if not (self.batch_sizes and self.frozen_base and self.optimizers and self.schedules):
+        if not (self.batch_sizes and self.modes and self.optimizers and self.schedules):
             raise ValueError("search space has an empty choice list")
+        unknown = [mode for mode in self.modes if mode not in ATTACK_MODES]
+        if unknown:
+            raise ValueError(f"unknown attack mode {unknown[0]!r}; choose from {ATTACK_MODES}")
+        lora_choices = self.lora_ranks and self.lora_alphas and self.lora_targets
+        if "lora" in self.modes and not lora_choices:
+            raise ValueError("search space has lora among its modes but no LoRA rank, alpha or "
+                             "target choices")
         validate_settings(
-            AttackSetting(lr=low, steps=first, batch_size=b, optimizer=o, schedule=s)
+            AttackSetting(lr=low, steps=first, batch_size=b, optimizer=o, schedule=s,
+                          lora_rank=rank, lora_alpha=alpha)
             for b in self.batch_sizes
             for o in self.optimizers
             for s in self.schedules
+            for rank in self.lora_ranks
+            for alpha in self.lora_alphas
         )
 
 
@@ -136,15 +153,30 @@ def _sampler(config: SearchConfig) -> optuna.samplers.BaseSampler:
 
 def _suggest(trial: optuna.Trial, space: SearchSpace, seed: int) -> AttackSetting:
     first, last, stride = space.steps_range
+    lr = trial.suggest_float("lr", *space.lr_range, log=True)
+    steps = trial.suggest_int("steps", first, last, step=stride)
+    batch_size = trial.suggest_categorical("batch_size", list(space.batch_sizes))
+    mode = trial.suggest_categorical("mode", list(space.modes))
+    optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
+    schedule = trial.suggest_categorical("schedule", list(space.schedules))
+    lora = {}
+    if mode == "lora":
+        lora = {
+            "lora_rank": trial.suggest_categorical("lora_rank", list(space.lora_ranks)),
+            "lora_alpha": trial.suggest_categorical("lora_alpha", list(space.lora_alphas)),
+            "lora_targets": trial.suggest_categorical("lora_targets", list(space.lora_targets)),
+        }
     return AttackSetting(
-        lr=trial.suggest_float("lr", *space.lr_range, log=True),
-        steps=trial.suggest_int("steps", first, last, step=stride),
-        batch_size=trial.suggest_categorical("batch_size", list(space.batch_sizes)),
-        frozen_base=trial.suggest_categorical("frozen_base", list(space.frozen_base)),
-        optimizer=trial.suggest_categorical("optimizer", list(space.optimizers)),
-        schedule=trial.suggest_categorical("schedule", list(space.schedules)),
+        lr=lr,
+        steps=steps,
+        batch_size=batch_size,
+        frozen_base=mode == "frozen",
+        adapter=mode if mode in ("bitfit", "lora") else "none",
+        optimizer=optimizer,
+        schedule=schedule,
         seed=seed,
         data_seed=seed,
+        **lora,
     )
 
 

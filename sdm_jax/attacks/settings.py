@@ -4,7 +4,9 @@ A run is fully described by an :class:`AttackSetting`. Inside the vectorised pro
 numeric field is a traced per-run value, so runs that differ in learning rate, step budget, batch
 size, schedule, warmup, weight decay or momentum share one compiled program. Only the optimizer
 *family* (the shape of its state) is static: Adam and AdamW share the Adam state, SGD and SGD with
-momentum share one trace, RMSprop has its own. The runner groups runs by family.
+momentum share one trace, RMSprop has its own. So is what the run trains (the whole model, the
+head alone, BitFit's biases, or LoRA adapters of one rank on one set of matrices: see
+:mod:`sdm_jax.attacks.adapters`); LoRA's alpha is traced. The runner groups runs by both.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import optax
 
+from sdm_jax.attacks.adapters import ADAPTERS
+
 OPTIMIZER_FAMILY = {
     "adam": "adam",
     "adamw": "adam",
@@ -24,6 +28,9 @@ OPTIMIZER_FAMILY = {
     "rmsprop": "rmsprop",
 }
 SCHEDULES = ("constant", "linear", "cosine")
+# What an attack trains, as eval.py --attack-modes names it: full fine-tuning, a linear probe
+# on frozen features, or one of the parameter-efficient adapters.
+ATTACK_MODES = ("full", "frozen", "bitfit", "lora")
 _SCHEDULE_CODE = {name: code for code, name in enumerate(SCHEDULES)}
 
 # Defaults of torch.optim / optax for the fields a setting leaves at None.
@@ -44,7 +51,9 @@ class AttackSetting:
     decoupled (AdamW-style) for every optimizer; ``None`` means the optimizer's usual default
     (0.01 for AdamW, 0 otherwise). ``momentum`` is used by ``sgd_momentum`` only (default 0.9).
     ``seed`` draws the fresh head and the batch order; ``data_seed`` draws which ``n`` examples
-    the attacker holds.
+    the attacker holds. ``adapter`` trains BitFit's biases or LoRA adapters (rank
+    ``lora_rank``, scale ``lora_alpha / lora_rank``, on the backbone's ``lora_targets`` groups,
+    ``+``-joined) beside a fresh head instead of the whole backbone; the base stays frozen.
     """
 
     lr: float = 1e-3
@@ -58,6 +67,21 @@ class AttackSetting:
     momentum: float | None = None
     seed: int = 0
     data_seed: int = 0
+    adapter: str = "none"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: str = "attention"
+
+    @property
+    def mode(self) -> str:
+        """One of :data:`ATTACK_MODES`."""
+        if self.frozen_base:
+            return "frozen"
+        return "full" if self.adapter == "none" else self.adapter
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_rank if self.adapter == "lora" else 0.0
 
     @property
     def family(self) -> str:
@@ -110,6 +134,14 @@ def validate_settings(settings: Iterable[AttackSetting]) -> list[AttackSetting]:
             )
         if setting.effective_weight_decay < 0 or not 0 <= setting.effective_momentum < 1:
             raise ValueError(f"{where}: weight_decay must be >= 0 and momentum in [0, 1)")
+        if setting.adapter not in ADAPTERS:
+            raise ValueError(f"{where}: unknown adapter {setting.adapter!r}; choose {ADAPTERS}")
+        if setting.frozen_base and setting.adapter != "none":
+            raise ValueError(f"{where}: a frozen-base probe cannot also train a {setting.adapter} "
+                             "adapter")
+        if setting.lora_rank <= 0 or not setting.lora_alpha > 0:
+            raise ValueError(f"{where}: lora_rank and lora_alpha must be positive, got "
+                             f"{setting.lora_rank}, {setting.lora_alpha}")
     return checked
 
 

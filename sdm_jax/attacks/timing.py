@@ -53,7 +53,7 @@ def time_vectorised_vs_sequential(
     vectorised = dataclasses.replace(fixed, max_parallel=len(settings))
     one_by_one = dataclasses.replace(fixed, max_parallel=1)
     # One setting of each program kind compiles everything the sequential pass needs.
-    kinds = {(s.family, s.frozen_base): s for s in settings}
+    kinds = {(s.family, s.mode, s.lora_rank, s.lora_targets): s for s in settings}
 
     vectorised_first_s, _ = _timed(lambda: run_attacks(target, problem, settings, vectorised))
     vectorised_s, batched = _timed(lambda: run_attacks(target, problem, settings, vectorised))

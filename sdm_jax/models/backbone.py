@@ -24,6 +24,8 @@ class Backbone:
     ``init(key)`` draws fresh parameters with the architecture's own initialisation: the random
     baseline. ``embedding_path`` names the word-embedding table inside the params (``None`` when
     the model has none), so the inner loop can adapt only the rows its batches touch.
+    ``adapter_targets`` names groups of weight matrices a LoRA attack may adapt: pairs of a
+    group name and a regular expression matched against ``/``-joined parameter paths.
     """
 
     name: str
@@ -32,3 +34,4 @@ class Backbone:
     feature_dim: int
     input_keys: tuple[str, ...]
     embedding_path: tuple[str, ...] | None = None
+    adapter_targets: tuple[tuple[str, str], ...] = (("dense", r"kernel$"),)

@@ -21,6 +21,12 @@ import jax.numpy as jnp
 from sdm_jax.models.backbone import Backbone, Batch, Params
 
 WORD_EMBEDDING_PATH = ("embeddings", "word_embeddings", "embedding")
+# LoRA target groups, named as in the PEFT literature: the attention projections, and the
+# feed-forward pair of each layer.
+ADAPTER_TARGETS = (
+    ("attention", r"^encoder/layer/\d+/attention/(self/(query|key|value)|output/dense)/kernel$"),
+    ("ffn", r"^encoder/layer/\d+/(intermediate|output)/dense/kernel$"),
+)
 TEXT_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -355,4 +361,5 @@ def bert_backbone(config: BertConfig, dtype: Any = jnp.float32,
         feature_dim=config.hidden_size,
         input_keys=TEXT_INPUT_KEYS,
         embedding_path=WORD_EMBEDDING_PATH,
+        adapter_targets=ADAPTER_TARGETS,
     )
