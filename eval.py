@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora-targets", type=_names, default=("attention", "attention+ffn"),
                         help="LoRA target sets searched: attention, ffn, or both joined "
                              "with '+'")
+    parser.add_argument("--compressions", type=_names, default=("none",),
+                        help="compress the model before the attack, searched: none, int8, int4 "
+                             "(weight-only quantisation) and/or prune50 (magnitude pruning)")
     parser.add_argument("--optimizers", type=_names, default=("adam",),
                         help="attack optimizers searched: adam, adamw, sgd, sgd_momentum, "
                              "rmsprop")
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         space = SearchSpace(lr_range=args.lr_range, steps_range=args.steps,
                             batch_sizes=batch_sizes, modes=args.attack_modes,
                             optimizers=args.optimizers, lora_ranks=args.lora_ranks,
-                            lora_alphas=args.lora_alphas, lora_targets=args.lora_targets)
+                            lora_alphas=args.lora_alphas, lora_targets=args.lora_targets,
+                            compressions=args.compressions)
         search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,
                               trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,
                               seed=args.seed, space=space,

@@ -10,10 +10,10 @@ from sdm_jax.attacks import grid as grid_module
 from sdm_jax.attacks.grid import evaluate_grid
 from sdm_jax.attacks.problem import AttackInputError, AttackTarget
 from sdm_jax.attacks.report import (
+    attack_label,
     blocking_scores,
     markdown_report,
     repeat_rows,
-    attack_label,
     repeats_markdown,
     run_rows,
     summary_rows,
@@ -193,3 +193,5 @@ def test_attack_label_names_what_the_chosen_attack_trains():
     )
     assert attack_label(AttackSetting(frozen_base=True).to_dict()).startswith("frozen, adam")
     assert attack_label(AttackSetting(adapter="bitfit").to_dict()).startswith("bitfit, adam")
+    int4 = AttackSetting(adapter="lora", compression="int4").to_dict()
+    assert attack_label(int4).startswith("int4 then lora r8")

@@ -133,6 +133,8 @@ def attack_label(chosen: dict) -> str:
         what = "frozen"
     if chosen["adapter"] == "lora":
         what += f" r{chosen['lora_rank']} α{chosen['lora_alpha']:g} {chosen['lora_targets']}"
+    if chosen["compression"] != "none":
+        what = f"{chosen['compression']} then {what}"
     return (f"{what}, {chosen['optimizer']} lr {chosen['lr']:.1e}, {chosen['steps']} steps, "
             f"batch {chosen['batch_size']}")
 

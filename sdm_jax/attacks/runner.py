@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from sdm_jax.attacks.adapters import Adaptation, adaptation_for, check_adaptation
+from sdm_jax.attacks.compression import compress
 from sdm_jax.attacks.metrics import DEFAULT_TARGETS, classification_metrics, examples_to_target
 from sdm_jax.attacks.problem import Arrays, AttackProblem, AttackTarget, validate_problem
 from sdm_jax.attacks.program import (
@@ -270,7 +271,36 @@ def run_attacks(
             f"setting {too_long[0]} exceeds the program's max_steps={max_steps} "
             f"or max_batch_size={max_batch}"
         )
+    shape = _ProgramShape(num_classes, max_steps, max_batch, max_examples)
+    by_compression: dict[str, list[int]] = {}
+    for index, setting in enumerate(settings):
+        by_compression.setdefault(setting.compression, []).append(index)
+    # Compressed first, so a compression that finds nothing to compress fails before compute.
+    targets = {
+        compression: replace(target, params=compress(target.backbone, target.params, compression))
+        for compression in by_compression
+    }
+    results: list[RunResult | None] = [None] * len(settings)
+    for compression, indices in by_compression.items():
+        chosen = [settings[i] for i in indices]
+        outcome = _run_on(targets[compression], problem, chosen, config, shape, on_runs_done)
+        for index, result in zip(indices, outcome, strict=True):
+            results[index] = result
+    return results
 
+
+@dataclass(frozen=True)
+class _ProgramShape:
+    num_classes: int
+    max_steps: int
+    max_batch: int
+    max_examples: int
+
+
+def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_done):
+    """:func:`run_attacks` for settings that all attack ``target`` as it is."""
+    num_classes, max_steps = shape.num_classes, shape.max_steps
+    max_batch, max_examples = shape.max_batch, shape.max_examples
     groups: dict[tuple[str, bool, Adaptation], list[int]] = {}
     for index, setting in enumerate(settings):
         probe = setting.frozen_base and config.probe_features

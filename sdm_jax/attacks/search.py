@@ -33,7 +33,8 @@ class SearchSpace:
 
     ``modes`` are :data:`~sdm_jax.attacks.settings.ATTACK_MODES`; a trial that picks ``lora``
     also picks its rank, alpha and target groups (``+``-joined backbone group names) from
-    ``lora_ranks``, ``lora_alphas`` and ``lora_targets``; other trials do not sample them."""
+    ``lora_ranks``, ``lora_alphas`` and ``lora_targets``; other trials do not sample them.
+    Every trial picks one of ``compressions`` (``none``: the model as released)."""
 
     lr_range: tuple[float, float] = (1e-5, 1e-2)
     steps_range: tuple[int, int, int] = (100, 1000, 100)
@@ -44,6 +45,7 @@ class SearchSpace:
     lora_ranks: tuple[int, ...] = (4, 16)
     lora_alphas: tuple[float, ...] = (8.0, 16.0, 32.0)
     lora_targets: tuple[str, ...] = ("attention", "attention+ffn")
+    compressions: tuple[str, ...] = ("none",)
 
     def validate(self) -> None:
         low, high = self.lr_range
@@ -52,7 +54,9 @@ class SearchSpace:
             raise ValueError(f"search lr_range must satisfy 0 < low <= high, got {self.lr_range}")
         if not 0 < first <= last or stride <= 0:
             raise ValueError(f"search steps_range (first, last, stride) is bad: {self.steps_range}")
-        if not (self.batch_sizes and self.modes and self.optimizers and self.schedules):
+        choices = (self.batch_sizes, self.modes, self.optimizers, self.schedules,
+                   self.compressions)
+        if not all(choices):
             raise ValueError("search space has an empty choice list")
         unknown = [mode for mode in self.modes if mode not in ATTACK_MODES]
         if unknown:
@@ -63,8 +67,9 @@ class SearchSpace:
                              "target choices")
         validate_settings(
             AttackSetting(lr=low, steps=first, batch_size=b, optimizer=o, schedule=s,
-                          lora_rank=rank, lora_alpha=alpha)
+                          lora_rank=rank, lora_alpha=alpha, compression=c)
             for b in self.batch_sizes
+            for c in self.compressions
             for o in self.optimizers
             for s in self.schedules
             for rank in self.lora_ranks
@@ -159,6 +164,7 @@ def _suggest(trial: optuna.Trial, space: SearchSpace, seed: int) -> AttackSettin
     mode = trial.suggest_categorical("mode", list(space.modes))
     optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
     schedule = trial.suggest_categorical("schedule", list(space.schedules))
+    compression = trial.suggest_categorical("compression", list(space.compressions))
     lora = {}
     if mode == "lora":
         lora = {
@@ -174,6 +180,7 @@ def _suggest(trial: optuna.Trial, space: SearchSpace, seed: int) -> AttackSettin
         adapter=mode if mode in ("bitfit", "lora") else "none",
         optimizer=optimizer,
         schedule=schedule,
+        compression=compression,
         seed=seed,
         data_seed=seed,
         **lora,

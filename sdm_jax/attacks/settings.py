@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from sdm_jax.attacks.adapters import ADAPTERS
+from sdm_jax.attacks.compression import COMPRESSIONS
 
 OPTIMIZER_FAMILY = {
     "adam": "adam",
@@ -54,6 +55,8 @@ class AttackSetting:
     the attacker holds. ``adapter`` trains BitFit's biases or LoRA adapters (rank
     ``lora_rank``, scale ``lora_alpha / lora_rank``, on the backbone's ``lora_targets`` groups,
     ``+``-joined) beside a fresh head instead of the whole backbone; the base stays frozen.
+    ``compression`` quantises (``int8``, ``int4``) or prunes (``prune50``) the backbone's
+    linear layers before the attack starts (:mod:`sdm_jax.attacks.compression`).
     """
 
     lr: float = 1e-3
@@ -71,6 +74,7 @@ class AttackSetting:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_targets: str = "attention"
+    compression: str = "none"
 
     @property
     def mode(self) -> str:
@@ -139,6 +143,9 @@ def validate_settings(settings: Iterable[AttackSetting]) -> list[AttackSetting]:
         if setting.frozen_base and setting.adapter != "none":
             raise ValueError(f"{where}: a frozen-base probe cannot also train a {setting.adapter} "
                              "adapter")
+        if setting.compression not in COMPRESSIONS:
+            raise ValueError(f"{where}: unknown compression {setting.compression!r}; choose "
+                             f"{COMPRESSIONS}")
         if setting.lora_rank <= 0 or not setting.lora_alpha > 0:
             raise ValueError(f"{where}: lora_rank and lora_alpha must be positive, got "
                              f"{setting.lora_rank}, {setting.lora_alpha}")
