@@ -30,6 +30,7 @@ from sdm_jax.attacks import (
 from sdm_jax.attacks.metrics import accuracy
 from sdm_jax.attacks.report import repeat_rows, repeats_markdown, summary_rows
 from sdm_jax.config import Config, load_config
+from sdm_jax.model_card import CARD, with_report
 from sdm_jax.models import (
     CheckpointError,
     head_logits,
@@ -220,6 +221,10 @@ def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
     if retention:
         paths["retention.json"] = write_text_atomic(plan.output / "retention.json",
                                                     json.dumps(retention, indent=1) + "\n")
+    card = blocked / CARD
+    if card.is_file():
+        report = paths["report.md"].read_text()
+        write_text_atomic(card, with_report(card.read_text(), report, str(plan.output)))
     return paths, cells
 
 

@@ -148,10 +148,12 @@ class _RunFiles:
         if self.writer:
             append_jsonl(self.metrics, record)
 
-    def export(self, task: PreparedTask, params, config: Config) -> Path:
+    def export(self, task: PreparedTask, params, config: Config, step: int) -> Path:
         target = self.run_dir / "export"
         if self.writer:
-            replace_directory(target, lambda staging: export_model(staging, task, params, config))
+            replace_directory(
+                target, lambda staging: export_model(staging, task, params, config, step)
+            )
         return target
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
@@ -387,8 +389,10 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
         best_state = state
         if best_step is not None and best_step != final_step:
             best_state, _, _ = checkpoints.restore(state, best_step)
-        summary["export_dir"] = str(files.export(task, best_state.params, config))
         summary["export_step"] = best_step or final_step
+        summary["export_dir"] = str(
+            files.export(task, best_state.params, config, summary["export_step"])
+        )
         summary["final_validation"] = val
     if start == final_step:
         summary.update(_training_figures(run_dir / "summary.json"))

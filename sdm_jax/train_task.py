@@ -32,8 +32,10 @@ from sdm_jax.data import (
 )
 from sdm_jax.data.sources import DEFAULT_CACHE
 from sdm_jax.data.toy import TOY_LABEL_NAMES
+from sdm_jax.model_card import CARD, model_card
 from sdm_jax.models import (
     Encoder,
+    SequenceClassifier,
     head_logits,
     init_head,
     load_encoder,
@@ -248,16 +250,27 @@ def load_tree_safetensors(path: Path) -> Params:
                       for name, value in load_file(str(path)).items()})
 
 
-def export_model(directory: Path, task: PreparedTask, params: Params, config: Config) -> Path:
-    """Write the model into the existing ``directory``. Text models: a Hugging Face BERT
-    folder plus ``heads.safetensors`` (``good.weight`` ``[n_good, H]``, ``bad.weight``
-    ``[n_bad, H]``, the torch ``Linear`` layout, bias-free) and ``labels.json``.
+def export_model(
+    directory: Path, task: PreparedTask, params: Params, config: Config, step: int | None = None
+) -> Path:
+    """Write the model (of training step ``step``) into the existing ``directory``.
+
+    Text models: a Hugging Face BERT folder plus ``heads.safetensors`` (``good.weight``
+    ``[n_good, H]``, ``bad.weight`` ``[n_bad, H]``, the torch ``Linear`` layout, bias-free),
+    ``labels.json`` and a model card (``README.md``). With pooler pooling the folder is a
+    ``BertForSequenceClassification`` whose classifier is the desired-task head, so
+    ``transformers.pipeline("text-classification", model=directory)`` serves it.
     The toy MLP: ``params.safetensors`` with dotted names."""
     kernel = np.asarray(jax.device_get(params["head"]["kernel"]), np.float32)
     heads = {"good.weight": kernel[:, : task.num_good].T, "bad.weight": kernel[:, task.num_good:].T}
     if task.encoder is not None:
+        classifier = None
+        if config.model.pooling == "pooler":
+            classifier = SequenceClassifier(heads["good.weight"], tuple(task.good_names))
         write_pretrained(directory, params["backbone"], task.encoder.config,
-                         task.encoder.tokenizer)
+                         task.encoder.tokenizer, classifier)
+        card = model_card(config, task.good_names, task.bad_names, step)
+        write_text_atomic(directory / CARD, card)
     else:
         save_tree_safetensors(directory / "params.safetensors", params["backbone"])
         model = {"kind": "mlp", "input_dim": config.toy.dim, "width": config.model.mlp_width,

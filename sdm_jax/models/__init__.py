@@ -4,6 +4,7 @@ from sdm_jax.models.backbone import Backbone
 from sdm_jax.models.bert import BertConfig, bert_apply, bert_backbone, init_bert_params
 from sdm_jax.models.encoder import (
     Encoder,
+    SequenceClassifier,
     embedded_model_dir,
     load_encoder,
     random_encoder,
@@ -18,6 +19,7 @@ __all__ = [
     "BertConfig",
     "CheckpointError",
     "Encoder",
+    "SequenceClassifier",
     "bert_apply",
     "bert_backbone",
     "embedded_model_dir",

@@ -19,6 +19,7 @@ from sdm_jax.models.backbone import Backbone, Params
 from sdm_jax.models.bert import BertConfig, bert_apply, bert_backbone, init_bert_params
 from sdm_jax.models.hf_io import (
     CheckpointError,
+    classifier_tensors,
     params_to_tensors,
     read_config,
     read_hf_tensors,
@@ -152,16 +153,38 @@ def random_encoder(
     return _make_encoder(params, config, tokenizer, dtype, f"random(seed={seed})")
 
 
+@dataclass(frozen=True)
+class SequenceClassifier:
+    """A linear head over the pooler output: ``weight`` ``[len(labels), hidden]``, no bias."""
+
+    weight: Any
+    labels: tuple[str, ...]
+
+
 def write_pretrained(
-    directory: Path, params: Params, config: BertConfig, tokenizer: Any = None
+    directory: Path,
+    params: Params,
+    config: BertConfig,
+    tokenizer: Any = None,
+    classifier: SequenceClassifier | None = None,
 ) -> None:
     """Write ``config.json``, ``model.safetensors`` (Hugging Face names) and tokenizer files
-    into the existing ``directory``."""
+    into the existing ``directory``: a ``BertModel``, or with ``classifier`` a
+    ``BertForSequenceClassification`` that ``transformers.pipeline("text-classification")``
+    runs (``BertModel.from_pretrained`` and :func:`load_encoder` still read its encoder)."""
     from safetensors.numpy import save_file
 
-    tensors = params_to_tensors(jax.device_get(params))
+    params = jax.device_get(params)
+    hf_config = config.to_hf_dict()
+    if classifier is None:
+        tensors = params_to_tensors(params)
+    else:
+        tensors = classifier_tensors(params, classifier.weight)
+        hf_config["architectures"] = ["BertForSequenceClassification"]
+        hf_config["id2label"] = dict(enumerate(classifier.labels))
+        hf_config["label2id"] = {label: i for i, label in enumerate(classifier.labels)}
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    (directory / "config.json").write_text(json.dumps(config.to_hf_dict(), indent=2) + "\n")
+    (directory / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory))
 

@@ -25,8 +25,9 @@ PYTORCH_BIN = "pytorch_model.bin"
 FORMATS = (SAFETENSORS, SAFETENSORS_INDEX, FLAX_MSGPACK, PYTORCH_BIN)
 
 # Checkpoint entries that are not encoder parameters and are dropped on purpose: pretraining
-# heads (masked-LM, next-sentence) and the position-id buffer some exports include.
-SKIPPED_KEY_PATTERN = re.compile(r"^(cls\.|embeddings\.position_ids$)")
+# heads (masked-LM, next-sentence), a sequence-classification head (our exports carry one) and
+# the position-id buffer some exports include.
+SKIPPED_KEY_PATTERN = re.compile(r"^(cls\.|classifier\.|embeddings\.position_ids$)")
 MODEL_PREFIX = "bert."
 LAYER_KEY = re.compile(r"^encoder\.layer\.(\d+)\.")
 
@@ -202,6 +203,17 @@ def tensors_to_params(
         names = ", ".join(path_to_hf_name(p)[0] for p in missing[:3])
         raise CheckpointError(f"{source}: missing {len(missing)} key(s), e.g. {names}")
     return unflatten(flat)
+
+
+def classifier_tensors(
+    params: Mapping, weight: np.ndarray
+) -> dict[str, np.ndarray]:
+    """A ``BertForSequenceClassification`` state: the encoder under ``bert.`` and a linear
+    classifier ``weight`` ``[num_labels, hidden]`` with a zero bias over the pooler output."""
+    tensors = {MODEL_PREFIX + name: value for name, value in params_to_tensors(params).items()}
+    tensors["classifier.weight"] = np.ascontiguousarray(weight, dtype=np.float32)
+    tensors["classifier.bias"] = np.zeros(weight.shape[0], np.float32)
+    return tensors
 
 
 def params_to_tensors(params: Mapping) -> dict[str, np.ndarray]:
