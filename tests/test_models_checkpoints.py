@@ -119,8 +119,8 @@ def test_missing_key_is_named(tiny_tensors, tmp_path):
 
 
 def test_unexpected_key_is_named(tiny_tensors, tmp_path):
-    tiny_tensors["classifier.weight"] = np.zeros((2, 32), np.float32)
-    with pytest.raises(CheckpointError, match="unexpected key 'classifier.weight'"):
+    tiny_tensors["decoder.weight"] = np.zeros((2, 32), np.float32)
+    with pytest.raises(CheckpointError, match="unexpected key 'decoder.weight'"):
         load_encoder(_copy_with_tensors(tmp_path, tiny_tensors))
 
 
