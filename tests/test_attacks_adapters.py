@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from sdm_jax.attacks.adapters import (
+from sdm_jax.attacks.problem import AttackProblem, AttackTarget
+from sdm_jax.attacks.runner import RunnerConfig, run_attacks
+from sdm_jax.attacks.search import SearchConfig, SearchSpace, search_cell
+from sdm_jax.attacks.settings import AttackSetting, validate_settings
+from sdm_jax.data.toy import ToySpec, make_toy_task
+from sdm_jax.models.adapters import (
     Adaptation,
     adaptation_for,
     adapted_paths,
     apply_adapter,
     init_adapter,
 )
-from sdm_jax.attacks.problem import AttackProblem, AttackTarget
-from sdm_jax.attacks.runner import RunnerConfig, run_attacks
-from sdm_jax.attacks.search import SearchConfig, SearchSpace, search_cell
-from sdm_jax.attacks.settings import AttackSetting, validate_settings
-from sdm_jax.data.toy import ToySpec, make_toy_task
 from sdm_jax.models.bert import BertConfig, bert_backbone
 from sdm_jax.models.heads import mlp_backbone
 

@@ -13,6 +13,7 @@ from sdm_jax.blocking.active_rows import active_token_ids
 from sdm_jax.blocking.attacker import AttackerDraw, draw_attacker, run_attacker, sqrt_chunks
 from sdm_jax.blocking.losses import cross_entropy
 from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.models.adapters import Adaptation, apply_adapter, init_adapter
 from sdm_jax.models.backbone import Backbone
 from sdm_jax.models.heads import init_head, mlp_backbone
 
@@ -108,7 +109,7 @@ def python_unrolled(backbone, params, lr, inner, outer, steps, clip, kind="adam"
         logits.append(logits_of(backbone, params, outer))
         batch = jax.tree.map(lambda x, t=t: x[t], inner)
         grads = jax.grad(loss)(params, batch)
-        norms.append(optax.global_norm(grads))
+        norms.append(optax.tree.norm(grads))
         updates, state = chain.update(grads, state, params)
         params = optax.apply_updates(params, updates)
     trajectory.append(params)
@@ -280,3 +281,62 @@ def test_attacker_draws_follow_their_distributions():
     in_log_space = replace(learned, inner_lr_space="log")
     draw = draw_attacker(keys[0], {"log_lr": jnp.log(jnp.float32(2e-3))}, in_log_space)
     assert float(draw.learning_rate) == pytest.approx(2e-3, rel=1e-5)
+
+
+LORA = replace(BASE, inner_attacks=("full", "lora"), inner_lora_rank=2, inner_lora_alpha=4.0,
+               inner_lora_targets="dense")
+
+
+def lora_draw(lr=0.05, train_lora=1.0):
+    return replace(make_draw(lr=lr, train_backbone=1.0 - train_lora),
+                   train_lora=jnp.asarray(train_lora, jnp.float32),
+                   lora_key=jax.random.PRNGKey(5))
+
+
+def test_a_lora_attacker_steps_its_adapters_as_a_textbook_loop_and_leaves_the_base():
+    params, inner, outer = start_params(MLP), mlp_batch(1, (4,)), mlp_batch(2, ())
+    result = attack_jit(LORA, params, lora_draw(), inner, outer)
+    adaptation = Adaptation("lora", 2, (r"kernel$",))
+    trained = {"head": params["head"],
+               "lora": init_adapter(adaptation, params["backbone"], jax.random.PRNGKey(5))}
+    chain = optax.chain(optax.clip_by_global_norm(0.05), optax.adam(0.05, eps_root=1e-20))
+    state = chain.init(trained)
+
+    def model_logits(p, batch):
+        backbone = apply_adapter(adaptation, p["lora"], params["backbone"], 2.0)
+        return logits_of(MLP, {"backbone": backbone, "head": p["head"]}, batch)
+
+    def loss(p, batch):
+        return cross_entropy(model_logits(p, batch), batch["bad"], batch["weight"])
+
+    expected = []
+    for t in range(4):
+        expected.append(model_logits(trained, outer))
+        grads = jax.grad(loss)(trained, jax.tree.map(lambda x, t=t: x[t], inner))
+        updates, state = chain.update(grads, state, trained)
+        trained = optax.apply_updates(trained, updates)
+    expected.append(model_logits(trained, outer))
+    np.testing.assert_allclose(result.outer_logits, jnp.stack(expected), rtol=1e-5, atol=1e-6)
+    full = attack_jit(LORA, params, lora_draw(train_lora=0.0), inner, outer)
+    plain = attack_jit(BASE, params, make_draw(lr=0.05), inner, outer)
+    # Untrained adapters (B = 0) leave a full fine-tuning attacker exactly as it was.
+    np.testing.assert_allclose(full.outer_logits, plain.outer_logits, rtol=1e-6, atol=1e-7)
+
+
+def test_attack_kinds_are_drawn_uniformly_and_frozen_base_overrides_them():
+    settings = replace(LORA, inner_attacks=("full", "head", "lora"), frozen_base_prob=0.5,
+                       learn_inner_lr=False)
+    keys = jax.random.split(jax.random.PRNGKey(1), 6000)
+    draws = jax.jit(jax.vmap(lambda k: draw_attacker(k, {}, settings)))(keys)
+    full, lora = np.asarray(draws.train_backbone), np.asarray(draws.train_lora)
+    assert not np.any((full == 1) & (lora == 1))
+    assert np.mean(full) == pytest.approx(1 / 6, abs=0.02)
+    assert np.mean(lora) == pytest.approx(1 / 6, abs=0.02)
+
+
+def test_lora_without_a_matching_matrix_is_named():
+    settings = replace(LORA, inner_lora_targets="dense")
+    backbone = replace(MLP, adapter_targets=(("dense", r"^nothing$"),))
+    params, inner, outer = start_params(MLP), mlp_batch(1, (4,)), mlp_batch(2, ())
+    with pytest.raises(ValueError, match="has no 'dense' matrix to adapt"):
+        attack(settings, params, lora_draw(), inner, outer, backbone=backbone)

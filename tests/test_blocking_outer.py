@@ -44,7 +44,7 @@ def tanh_backbone(input_dim=5, width=4) -> Backbone:
     def features(params, batch):
         return jnp.tanh(jnp.tanh(batch["x"] @ params["w1"]) @ params["w2"])
 
-    return Backbone("tanh", features, init, width, ("x",))
+    return Backbone("tanh", features, init, width, ("x",), adapter_targets=(("dense", r"w\d$"),))
 
 
 def batch(seed, lead, size=6, dtype=np.float32):
@@ -256,20 +256,26 @@ FD_SETTINGS = MLACSettings(
 )
 
 
+# Simulated LoRA attackers (rank 2 on both matrices): the meta-gradient flows through B, A @ B.
+LORA_FD_SETTINGS = replace(FD_SETTINGS, inner_attacks=("lora",), frozen_base_prob=0.0,
+                           inner_lora_rank=2, inner_lora_targets="dense")
+
+
 @pytest.mark.slow
-def test_meta_gradient_matches_central_differences_in_float64():
+@pytest.mark.parametrize("settings", [FD_SETTINGS, LORA_FD_SETTINGS], ids=["full", "lora"])
+def test_meta_gradient_matches_central_differences_in_float64(settings):
     """Second-order meta-gradient of the model loss (params) and of the attacker loss (log lr,
     head init) along random directions, against central differences of the same objective."""
     backbone = tanh_backbone()
     with jax.enable_x64(True):
         state = init_train_state(backbone, backbone.init(jax.random.PRNGKey(2)), NUM_GOOD,
-                                 NUM_BAD, FD_SETTINGS, seed=0)
+                                 NUM_BAD, settings, seed=0)
         to64 = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)  # noqa: E731
         params, meta = to64(state.params), to64(state.meta_params)
         original = jax.tree.map(lambda x: x + 0.1, params["backbone"])
-        mb = meta_batch(FD_SETTINGS, seed=7, dtype=np.float64)
+        mb = meta_batch(settings, seed=7, dtype=np.float64)
         key = jax.random.PRNGKey(11)
-        meta_gradient = jax.jit(make_meta_gradient(backbone, FD_SETTINGS, NUM_GOOD, NUM_BAD))
+        meta_gradient = jax.jit(make_meta_gradient(backbone, settings, NUM_GOOD, NUM_BAD))
         grads, meta_grads, _ = meta_gradient(params, meta, original, mb, key)
 
         def losses(p, m):  # the same compiled program reports both losses in its metrics

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from sdm_jax.attacks.adapters import Adaptation, adapted_paths
+from sdm_jax.models.adapters import Adaptation, adapted_paths
 from sdm_jax.models.backbone import Backbone, Params
 
 # Bits of symmetric weight-only quantisation, per output channel.

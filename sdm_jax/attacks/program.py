@@ -10,7 +10,7 @@ the program stops changing after its last step, and its later evaluations are ma
 The program never sees a Flax object: the model is ``logits(backbone_params, head, inputs)``.
 For a linear probe the caller passes precomputed features and an empty backbone, so the same
 code trains the head alone at a fraction of the cost. A BitFit or LoRA program trains the
-adapter pytree of :mod:`sdm_jax.attacks.adapters` in the backbone's place and runs the model
+adapter pytree of :mod:`sdm_jax.models.adapters` in the backbone's place and runs the model
 with the adapter applied to the frozen ``backbone_params``.
 
 Active rows (``ProgramSpec.active_rows``): a text backbone's word table is trained as a compact
@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sdm_jax.attacks.adapters import Adaptation, apply_adapter, init_adapter
 from sdm_jax.attacks.settings import direction_transform, schedule_factor
 from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, get_path, replace_path
+from sdm_jax.models.adapters import Adaptation, apply_adapter, init_adapter
 from sdm_jax.models.heads import head_logits, init_head
 
 PROBE_INPUT = "features"

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sdm_jax.attacks.adapters import Adaptation, adaptation_for, check_adaptation
 from sdm_jax.attacks.compression import compress
 from sdm_jax.attacks.metrics import DEFAULT_TARGETS, classification_metrics, examples_to_target
 from sdm_jax.attacks.problem import Arrays, AttackProblem, AttackTarget, validate_problem
@@ -36,6 +35,7 @@ from sdm_jax.attacks.program import (
 from sdm_jax.attacks.settings import AttackSetting, validate_settings
 from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, compact_embedding, get_path
 from sdm_jax.data.sampler import random_subset
+from sdm_jax.models.adapters import Adaptation, adaptation_for, check_adaptation
 
 # Active-row tables are padded to a multiple of this, so similar attacker sets share a program.
 ACTIVE_ROWS_MULTIPLE = 256

@@ -6,7 +6,7 @@ size, schedule, warmup, weight decay or momentum share one compiled program. Onl
 *family* (the shape of its state) is static: Adam and AdamW share the Adam state, SGD and SGD with
 momentum share one trace, RMSprop has its own. So is what the run trains (the whole model, the
 head alone, BitFit's biases, or LoRA adapters of one rank on one set of matrices: see
-:mod:`sdm_jax.attacks.adapters`); LoRA's alpha is traced. The runner groups runs by both.
+:mod:`sdm_jax.models.adapters`); LoRA's alpha is traced. The runner groups runs by both.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import optax
 
-from sdm_jax.attacks.adapters import ADAPTERS
 from sdm_jax.attacks.compression import COMPRESSIONS
+from sdm_jax.models.adapters import ADAPTERS
 
 OPTIMIZER_FAMILY = {
     "adam": "adam",

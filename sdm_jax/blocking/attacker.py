@@ -9,6 +9,11 @@ Step ``t`` sees parameters ``phi_t``: the outer logits of set ``t`` are taken at
 noise is added (optional), the task gradient on inner batch ``t`` is masked (frozen base), its
 global norm recorded, it is clipped, and the drawn optimizer's update (masked again) gives
 ``phi_{t+1}``. Logit set ``K`` and the final gradient norm are taken at ``phi_K`` after the scan.
+
+With ``lora`` among ``MLACSettings.inner_attacks``, ``phi`` also holds LoRA adapters
+(:mod:`sdm_jax.models.adapters`; ``B`` starts at zero, so every attacker starts from the
+model itself) and the forward pass runs the backbone with them applied. The draw's masks say
+what steps: the backbone for ``full``, the adapters for ``lora``, neither for ``head``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from sdm_jax.blocking import active_rows
 from sdm_jax.blocking.losses import cross_entropy, global_norm
 from sdm_jax.blocking.optimizers import InnerOptimizer, clip_by_global_norm
 from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.models.adapters import Adaptation, adaptation_for, apply_adapter, init_adapter
 from sdm_jax.models.backbone import Backbone, Batch, Params
 from sdm_jax.models.heads import head_logits, init_head
 
@@ -34,13 +40,16 @@ from sdm_jax.models.heads import head_logits, init_head
 class AttackerDraw:
     """One attacker's random configuration (arrays, so a meta-batch of them can be vmapped).
 
-    ``train_backbone`` is 1.0 for full fine-tuning and 0.0 for a frozen base (head only).
+    ``train_backbone`` is 1.0 for full fine-tuning and 0.0 otherwise; ``train_lora`` is 1.0 for
+    a LoRA attacker, whose adapters start from ``lora_key`` (unused without ``lora``).
     """
 
     learning_rate: jax.Array
     optimizer_index: jax.Array
     train_backbone: jax.Array
     noise_key: jax.Array
+    train_lora: jax.Array | float = 0.0
+    lora_key: jax.Array | None = None
 
 
 class AttackerResult(NamedTuple):
@@ -60,7 +69,7 @@ def learned_inner_lr(meta_params: Params) -> jax.Array:
 
 
 def draw_attacker(key: jax.Array, meta_params: Params, settings: MLACSettings) -> AttackerDraw:
-    """Learning rate (meta-learned or log-uniform), optimizer kind, frozen base, noise key."""
+    """Learning rate (meta-learned or log-uniform), optimizer kind, what it trains, keys."""
     lr_key, kind_key, frozen_key, noise_key = jax.random.split(key, 4)
     if settings.learn_inner_lr:
         learning_rate = learned_inner_lr(meta_params)
@@ -69,11 +78,18 @@ def draw_attacker(key: jax.Array, meta_params: Params, settings: MLACSettings) -
         learning_rate = jnp.exp(jax.random.uniform(lr_key, (), minval=low, maxval=high))
     kind = jax.random.randint(kind_key, (), 0, len(settings.inner_optimizers))
     frozen = jax.random.uniform(frozen_key, ()) < settings.frozen_base_prob
+    attack_key, lora_key = jax.random.split(jax.random.fold_in(key, 1))
+    attacks = settings.inner_attacks
+    attack_index = jax.random.randint(attack_key, (), 0, len(attacks))
+    is_full = jnp.asarray([a == "full" for a in attacks])[attack_index] & ~frozen
+    is_lora = jnp.asarray([a == "lora" for a in attacks])[attack_index] & ~frozen
     return AttackerDraw(
         learning_rate=learning_rate,
         optimizer_index=kind,
-        train_backbone=1.0 - frozen.astype(learning_rate.dtype),
+        train_backbone=is_full.astype(learning_rate.dtype),
         noise_key=noise_key,
+        train_lora=is_lora.astype(learning_rate.dtype),
+        lora_key=lora_key,
     )
 
 
@@ -93,9 +109,30 @@ def forward(backbone: Backbone, params: Params, batch: Batch) -> tuple[jax.Array
     return head_logits(params["head"], features), features
 
 
-def _mask_backbone(tree: Params, train_backbone: jax.Array) -> Params:
-    backbone = jax.tree.map(lambda x: x * train_backbone.astype(x.dtype), tree["backbone"])
-    return {**tree, "backbone": backbone}
+def lora_adaptation(backbone: Backbone, settings: MLACSettings) -> Adaptation | None:
+    """The simulated LoRA attackers' adapters, or ``None`` when no attacker can draw ``lora``."""
+    if "lora" not in settings.inner_attacks:
+        return None
+    return adaptation_for(backbone, "lora", settings.inner_lora_rank, settings.inner_lora_targets)
+
+
+def _with_adapters(params: Params, adaptation: Adaptation | None, scale: float) -> Params:
+    """``{"backbone", "head"}`` with any LoRA adapters folded into the backbone."""
+    if adaptation is None:
+        return params
+    backbone = apply_adapter(adaptation, params["lora"], params["backbone"], scale)
+    return {"backbone": backbone, "head": params["head"]}
+
+
+def _mask_trained(tree: Params, draw: AttackerDraw) -> Params:
+    """Zero the parts of ``tree`` (gradients or updates) this attacker does not train."""
+    masked = dict(tree)
+    masks = {"backbone": draw.train_backbone, "lora": draw.train_lora}
+    for part, mask in masks.items():
+        if part in tree:
+            mask = jnp.asarray(mask)
+            masked[part] = jax.tree.map(lambda x, m=mask: x * m.astype(x.dtype), tree[part])
+    return masked
 
 
 def _add_noise(params: Params, key: jax.Array, std: float) -> Params:
@@ -177,8 +214,20 @@ def run_attacker(
         compact = active_rows.compact_embedding(params["backbone"], path, active)
         params = {**params, "backbone": compact}
 
+    adaptation = lora_adaptation(backbone, settings)
+    lora_scale = settings.inner_lora_alpha / settings.inner_lora_rank
+    if adaptation is not None:
+        adapters = init_adapter(adaptation, params["backbone"], draw.lora_key)
+        if not adapters:
+            raise ValueError(f"mlac.inner_attacks has lora, but {backbone.name} has no "
+                             f"{settings.inner_lora_targets!r} matrix to adapt")
+        params = {**params, "lora": adapters}
+
+    def model(phi: Params, batch: Batch):
+        return forward(backbone, _with_adapters(phi, adaptation, lora_scale), batch)
+
     def task_loss(phi: Params, batch: Batch):
-        logits, features = forward(backbone, phi, batch)
+        logits, features = model(phi, batch)
         loss = cross_entropy(logits[..., start:stop], batch[label_key], batch["weight"])
         return loss, (logits, features)
 
@@ -188,17 +237,18 @@ def run_attacker(
     def inner_step(carry, xs):
         phi, opt_state = carry
         batch, noise_key = xs
-        outer_logits, _ = forward(backbone, phi, outer_batch)
+        outer_logits, _ = model(phi, outer_batch)
         if settings.param_noise_std > 0:
-            phi = _add_noise(phi, noise_key, settings.param_noise_std)
+            model_part = {"backbone": phi["backbone"], "head": phi["head"]}
+            phi = {**phi, **_add_noise(model_part, noise_key, settings.param_noise_std)}
         (loss, _), grads = jax.value_and_grad(task_loss, has_aux=True)(phi, batch)
-        grads = _mask_backbone(grads, draw.train_backbone)
+        grads = _mask_trained(grads, draw)
         norm = global_norm(grads)
         grads = clip_by_global_norm(grads, norm, settings.inner_grad_clip)
         if settings.first_order:
             grads, opt_state = jax.lax.stop_gradient((grads, opt_state))
         updates, opt_state = optimizer.update(grads, opt_state, phi)
-        updates = _mask_backbone(updates, draw.train_backbone)
+        updates = _mask_trained(updates, draw)
         if settings.first_order:
             updates = _straight_through(updates, draw.learning_rate)
         return (optax.apply_updates(phi, updates), opt_state), (outer_logits, norm, loss)
@@ -212,9 +262,9 @@ def run_attacker(
         (_, (final_logits, final_features)), grads = jax.value_and_grad(task_loss, has_aux=True)(
             adapted, outer_batch
         )
-        final_norm = global_norm(_mask_backbone(grads, draw.train_backbone))
+        final_norm = global_norm(_mask_trained(grads, draw))
     else:
-        final_logits, final_features = forward(backbone, adapted, outer_batch)
+        final_logits, final_features = model(adapted, outer_batch)
         final_norm = jnp.zeros((), final_logits.dtype)
     return AttackerResult(
         outer_logits=jnp.concatenate([logits, final_logits[None]], axis=0),

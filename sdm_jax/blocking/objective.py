@@ -103,7 +103,8 @@ def one_attacker(
     )
     terms, metrics = adapted_bad_terms(result, outer_batch, settings)
     metrics["inner/lr"] = draw.learning_rate
-    metrics["inner/frozen_fraction"] = 1.0 - draw.train_backbone
+    metrics["inner/frozen_fraction"] = 1.0 - draw.train_backbone - draw.train_lora
+    metrics["inner/lora_fraction"] = jnp.asarray(draw.train_lora, dtype)
     metrics["active_rows_missing"] = result.active_rows_missing
 
     if settings.adapts_good_task:

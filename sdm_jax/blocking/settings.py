@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 INNER_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
+INNER_ATTACKS = ("full", "head", "lora")
 REMAT_POLICIES = ("none", "full", "dots", "sqrt")
 INNER_LR_SPACES = ("raw", "log")
 
@@ -39,6 +40,12 @@ class MLACSettings:
       trainer builds its inner sampler from the same numbers.
     - ``inner_optimizers``: optimizer kinds an attacker may use, drawn uniformly per attacker:
       any of ``adam, adamw, sgd, momentum, rmsprop``.
+    - ``inner_attacks``: what an attacker trains, drawn uniformly per attacker like its
+      optimizer: ``full`` (backbone and head), ``head`` (head only) or ``lora`` (low-rank
+      adapters of rank ``inner_lora_rank``, scale ``inner_lora_alpha / inner_lora_rank``, on the
+      backbone's ``inner_lora_targets`` groups, ``+``-joined, beside a frozen base, plus the
+      head: the PEFT attack of evaluation, simulated). All attackers carry the same parameter
+      tree, so an enabled ``lora`` costs its adapters' forward work for every attacker.
     - ``learn_inner_lr``: meta-learn the inner learning rate (one lr shared by all attackers,
       initialised at ``inner_lr_init`` and clamped into ``[inner_lr_min, inner_lr_max]`` after
       each meta update); ``False`` draws each attacker's lr log-uniformly from
@@ -96,6 +103,10 @@ class MLACSettings:
     inner_steps: int = 16
     batch_size_choices: tuple[int, ...] = (12, 24, 48)
     inner_optimizers: tuple[str, ...] = ("adam",)
+    inner_attacks: tuple[str, ...] = ("full",)
+    inner_lora_rank: int = 8
+    inner_lora_alpha: float = 16.0
+    inner_lora_targets: str = "attention"
     learn_inner_lr: bool = True
     inner_lr_space: str = "raw"
     inner_lr_init: float = 3e-4
@@ -169,6 +180,13 @@ def _problems(s: MLACSettings) -> list[str]:
                         f"{s.inner_optimizers}")
     if len(set(s.inner_optimizers)) != len(s.inner_optimizers):
         problems.append(f"inner_optimizers has duplicates: {s.inner_optimizers}")
+    unknown = [a for a in s.inner_attacks if a not in INNER_ATTACKS]
+    if not s.inner_attacks or unknown or len(set(s.inner_attacks)) != len(s.inner_attacks):
+        problems.append(f"inner_attacks must be distinct choices from {INNER_ATTACKS}, got "
+                        f"{s.inner_attacks}")
+    if s.inner_lora_rank <= 0 or not s.inner_lora_alpha > 0:
+        problems.append("inner_lora_rank and inner_lora_alpha must be positive, got "
+                        f"{s.inner_lora_rank}, {s.inner_lora_alpha}")
     if not 0 < s.inner_lr_min <= s.inner_lr_init <= s.inner_lr_max:
         problems.append("need 0 < inner_lr_min <= inner_lr_init <= inner_lr_max, got "
                         f"{s.inner_lr_min}, {s.inner_lr_init}, {s.inner_lr_max}")

@@ -86,11 +86,12 @@ def init_adapter(adaptation: Adaptation, params: Params, key: jax.Array) -> Para
     adapters = {}
     for path, path_key in zip(paths, jax.random.split(key, len(paths)), strict=True):
         fan_in, fan_out = flat[path].shape
+        dtype = flat[path].dtype
         bound = 1.0 / jnp.sqrt(fan_in)
         shape = (fan_in, adaptation.lora_rank)
         adapters[path] = {
-            "a": jax.random.uniform(path_key, shape, jnp.float32, -bound, bound),
-            "b": jnp.zeros((adaptation.lora_rank, fan_out), jnp.float32),
+            "a": jax.random.uniform(path_key, shape, dtype, -bound, bound),
+            "b": jnp.zeros((adaptation.lora_rank, fan_out), dtype),
         }
     return adapters
 
