@@ -1,5 +1,6 @@
 """Report rows, tables and files; the grid's resumable cell cache; grid-level input checks."""
 
+import dataclasses
 import json
 
 import jax
@@ -12,13 +13,16 @@ from sdm_jax.attacks.problem import AttackInputError, AttackTarget
 from sdm_jax.attacks.report import (
     attack_label,
     blocking_scores,
+    family_of,
+    family_rows,
     markdown_report,
     repeat_rows,
     repeats_markdown,
     run_rows,
     summary_rows,
+    trials_to_break,
 )
-from sdm_jax.attacks.report_io import write_report
+from sdm_jax.attacks.report_io import trials_figure, write_report
 from sdm_jax.attacks.runner import RunnerConfig, RunResult
 from sdm_jax.attacks.search import CellResult, SearchConfig, SearchSpace
 from sdm_jax.attacks.settings import AttackSetting
@@ -80,6 +84,10 @@ def test_write_report_files(tmp_path):
     assert len(paths["results.csv"].read_text().splitlines()) == 1 + 3 + 2
     assert "n=20 | n=50" in paths["report.md"].read_text()
     assert paths["blocking.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths["trials_to_break.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert document["families"][0] == {"model_id": "pretrained", "task": "bad", "n": 20,
+                                       "family": "full", "num_trials": 1,
+                                       "best_val_accuracy": 0.7, "chosen": True}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(paths)  # no temp files
 
 
@@ -195,3 +203,41 @@ def test_attack_label_names_what_the_chosen_attack_trains():
     assert attack_label(AttackSetting(adapter="bitfit").to_dict()).startswith("bitfit, adam")
     int4 = AttackSetting(adapter="lora", compression="int4").to_dict()
     assert attack_label(int4).startswith("int4 then lora r8")
+
+
+def _searched_cell(model, accuracies_by_family):
+    """A cell whose trials (in order) are (family setting, val accuracy) pairs."""
+    settings = {"full": AttackSetting(), "frozen": AttackSetting(frozen_base=True),
+                "int4+lora": AttackSetting(adapter="lora", compression="int4")}
+    trials = []
+    for family, accuracy in accuracies_by_family:
+        run = _run(accuracy)
+        trials.append(dataclasses.replace(run, setting=settings[family],
+                                          val={**run.val, "accuracy": accuracy}))
+    return CellResult(model, "bad", 100, trials, settings["frozen"], [_run(0.6)], "patience")
+
+
+def test_families_trials_to_break_and_examples_tables():
+    cell = _searched_cell("blocked", [("full", 0.6), ("frozen", 0.7), ("int4+lora", 0.65),
+                                      ("full", 0.75), ("frozen", 0.5)])
+    assert trials_to_break(cell) == [0.6, 0.7, 0.7, 0.75, 0.75]
+    rows = {row["family"]: row for row in family_rows([cell])}
+    assert {f: (r["num_trials"], r["best_val_accuracy"], r["chosen"]) for f, r in rows.items()} == {
+        "full": (2, 0.75, False), "frozen": (2, 0.7, True), "int4+lora": (1, 0.65, False)}
+    assert family_of(AttackSetting(adapter="bitfit", compression="prune50").to_dict()) == (
+        "prune50+bitfit")
+    report = markdown_report(summary_rows([cell]), families=family_rows([cell]))
+    assert "| blocked | frozen | 0.700 (2, chosen) |" in report
+    assert "| blocked | full | 0.750 (2) |" in report
+    # _run reaches 0.5 after 16 examples; the other targets are never reached: budget 500 x 16.
+    assert "| blocked | 0.5 | 16 |" in report and "| blocked | 1 | 8000 |" in report
+
+
+def test_trials_figure_draws_baselines_as_reference_lines():
+    cells = [_searched_cell(model, [("full", a), ("full", a + 0.1)])
+             for model, a in (("blocked", 0.5), ("pretrained", 0.8), ("random", 0.55))]
+    axes = trials_figure(cells, "bad", "pretrained", "random").axes
+    assert len(axes) == 1 and axes[0].get_xlabel() == "search trials"
+    labels = axes[0].get_legend_handles_labels()[1]
+    assert labels == ["blocked", "pretrained (best found)", "random (best found)"]
+    assert [line.get_ydata()[0] for line in axes[0].get_lines()[1:]] == pytest.approx([0.9, 0.65])

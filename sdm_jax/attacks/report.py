@@ -90,6 +90,35 @@ def summary_rows(cells: Sequence[CellResult]) -> list[dict]:
     return [summary_row(cell) for cell in cells]
 
 
+def family_of(setting: dict) -> str:
+    """An attack's family: what it trains, after any compression (``int4+lora``)."""
+    mode = "frozen" if setting["frozen_base"] else (
+        "full" if setting["adapter"] == "none" else setting["adapter"])
+    return mode if setting["compression"] == "none" else f"{setting['compression']}+{mode}"
+
+
+def family_rows(cells: Sequence[CellResult]) -> list[dict]:
+    """Per cell and attack family searched: its trials and their best validation accuracy.
+    Selection and score share the validation split, so this ranks families; the seeds' test
+    accuracy (the summary) is the unbiased figure for the family the search chose."""
+    rows = []
+    for cell in cells:
+        families: dict[str, list[float]] = {}
+        for run in cell.trials:
+            families.setdefault(family_of(run.setting.to_dict()), []).append(run.val["accuracy"])
+        for family, accuracies in families.items():
+            rows.append({"model_id": cell.model_id, "task": cell.task, "n": cell.n,
+                         "family": family, "num_trials": len(accuracies),
+                         "best_val_accuracy": float(max(accuracies)),
+                         "chosen": family == family_of(cell.chosen.to_dict())})
+    return rows
+
+
+def trials_to_break(cell: CellResult) -> list[float]:
+    """The best validation accuracy found after each trial of ``cell``'s search, in order."""
+    return [float(x) for x in np.maximum.accumulate([run.val["accuracy"] for run in cell.trials])]
+
+
 def format_cell(row: dict) -> str:
     return (
         f"{row['test_accuracy_mean']:.3f} ± {row['test_accuracy_std']:.3f} "
@@ -139,6 +168,42 @@ def attack_label(chosen: dict) -> str:
             f"batch {chosen['batch_size']}")
 
 
+def _family_table(families: Sequence[dict], task: str) -> list[str]:
+    rows = [row for row in families if row["task"] == task]
+    ns = sorted({row["n"] for row in rows})
+    table: dict[tuple[str, str], dict[int, dict]] = {}
+    for row in rows:
+        table.setdefault((row["model_id"], row["family"]), {})[row["n"]] = row
+    body = [
+        [model, family] + [
+            "—" if n not in cells else
+            f"{cells[n]['best_val_accuracy']:.3f} ({cells[n]['num_trials']}"
+            f"{', chosen' if cells[n]['chosen'] else ''})"
+            for n in ns
+        ]
+        for (model, family), cells in table.items()
+    ]
+    return _markdown_table(["model", "family"] + [f"n={n}" for n in ns], body)
+
+
+def _examples_table(summary: Sequence[dict], task: str) -> list[str]:
+    table = _by_model_and_n(summary, task)
+    ns = sorted({n for cells in table.values() for n in cells})
+    targets = sorted({key[len("examples_to_"):-len("_mean")] for cells in table.values()
+                      for row in cells.values() for key in row
+                      if key.startswith("examples_to_") and key.endswith("_mean")}, key=float)
+    body = [
+        [model, target] + [
+            "—" if n not in cells or f"examples_to_{target}_mean" not in cells[n] else
+            f"{cells[n][f'examples_to_{target}_mean']:.0f}"
+            for n in ns
+        ]
+        for model, cells in table.items()
+        for target in targets
+    ]
+    return _markdown_table(["model", "train accuracy"] + [f"n={n}" for n in ns], body)
+
+
 def _chosen_table(summary: Sequence[dict], task: str) -> list[str]:
     table = _by_model_and_n(summary, task)
     ns = sorted({n for cells in table.values() for n in cells})
@@ -170,6 +235,7 @@ def markdown_report(
     desired_task: str = "good",
     pretrained_id: str = "pretrained",
     random_id: str = "random",
+    families: Sequence[dict] = (),
 ) -> str:
     """Rows = models, columns = n; cells "mean ± std (worst = attacker's best seed)"."""
     lines = [
@@ -196,6 +262,22 @@ def markdown_report(
     else:
         lines.append("No model besides the baselines was evaluated.")
     lines += ["", "### Attack chosen on validation", "", *_chosen_table(summary, harmful_task)]
+    if any(row["task"] == harmful_task for row in families):
+        lines += [
+            "", "### Attack families searched",
+            "",
+            "Best validation accuracy of each family's trials (number of trials); the chosen "
+            "family's seeds give the test figures above.",
+            "", *_family_table(families, harmful_task),
+        ]
+    lines += [
+        "", "### Examples to reach a training accuracy",
+        "",
+        "Mean over seeds of the training examples the chosen attack saw until its 10-step "
+        "moving-average training accuracy reached the target (a seed that never did counts "
+        "its whole budget).",
+        "", *_examples_table(summary, harmful_task),
+    ]
     desired = [row for row in summary if row["task"] == desired_task]
     if desired:
         lines += ["", f"## Desired task ({desired_task})", "", *_task_table(summary, desired_task)]
