@@ -65,6 +65,7 @@ class ModelConfig:
 
 
 VALIDATION_MODES = ("fixed", "fresh")
+LOGGERS = ("jsonl", "tensorboard", "wandb")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ class TrainConfig:
       time-boxed jobs); ``null`` runs to ``outer_steps``.
     - ``seed``: model init, attacker draws and sampler order.
     - ``run_dir``: where checkpoints, metrics and the export go.
+    - ``logger``: ``jsonl`` (``metrics.jsonl`` only), ``tensorboard`` (also event files in
+      ``RUN/tensorboard``, needs the ``tensorboard`` extra) or ``wandb`` (also a Weights &
+      Biases run in project ``wandb_project``, needs the ``wandb`` extra); same metric names.
     """
 
     outer_steps: int = 50_000
@@ -98,6 +102,8 @@ class TrainConfig:
     stop_after: int | None = None
     seed: int = 0
     run_dir: str = "runs/default"
+    logger: str = "jsonl"
+    wandb_project: str = "sdm-jax"
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,8 @@ SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fiel
 # Keys that may change between a run and its resumption without changing what it computes.
 RESUMABLE_KEYS = frozenset({
     "train.outer_steps", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.log_every", "train.stop_after", "train.run_dir", "data.cache_dir",
+    "train.log_every", "train.stop_after", "train.run_dir", "data.cache_dir", "train.logger",
+    "train.wandb_project",
 })
 # Sections a model kind does not read: their values cannot change what a run computes.
 UNUSED_SECTIONS = {"mlp": ("data",), "bert": ("toy",)}
@@ -249,6 +256,8 @@ def _section_problems(name: str, section: Any) -> list[tuple[str, str]]:
         need(section.validation in VALIDATION_MODES, "validation",
              f"must be one of {', '.join(VALIDATION_MODES)}, got {section.validation!r}")
         need(section.seed >= 0, "seed", "must be >= 0")
+        need(section.logger in LOGGERS, "logger",
+             f"must be one of {', '.join(LOGGERS)}, got {section.logger!r}")
     elif name == "parallel":
         need(section.data_devices >= 0, "data_devices", "must be >= 0 (0 = all devices)")
     return problems

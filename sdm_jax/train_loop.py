@@ -9,6 +9,7 @@ with the same parameters as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import sys
@@ -40,6 +41,7 @@ from sdm_jax.config import (
     flat_items,
     ignored_keys,
 )
+from sdm_jax.metric_loggers import MetricSink, metric_sink
 from sdm_jax.run_lock import hold_run_lock
 from sdm_jax.train_task import (
     MetaBatchSource,
@@ -132,9 +134,10 @@ class _RunFiles:
     """The run directory's result files. Only process 0 writes them; checkpoints are orbax's,
     written by every process together."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, sink: MetricSink | None = None):
         self.run_dir, self.metrics = run_dir, run_dir / "metrics.jsonl"
         self.writer = jax.process_index() == 0
+        self.sink = sink
 
     def write_config(self, config: Config) -> None:
         if self.writer:
@@ -147,6 +150,8 @@ class _RunFiles:
     def append_metrics(self, record: Mapping[str, Any]) -> None:
         if self.writer:
             append_jsonl(self.metrics, record)
+            if self.sink is not None:
+                self.sink.write(record)
 
     def export(self, task: PreparedTask, params, config: Config, step: int) -> Path:
         target = self.run_dir / "export"
@@ -251,19 +256,22 @@ def train_and_evaluate(
     run_dir.mkdir(parents=True, exist_ok=True)
     # One lock per run, taken by the process that writes the run's files.
     lock = hold_run_lock(run_dir) if jax.process_index() == 0 else contextlib.nullcontext()
-    with lock:
-        return _train_and_evaluate(config, task, mesh, run_dir, progress, started)
+    # Metrics go to the extra logger from process 0 only, as metrics.jsonl does.
+    logger = config.train.logger if jax.process_index() == 0 else "jsonl"
+    with lock, metric_sink(logger, run_dir, config.train.wandb_project,
+                           dataclasses.asdict(config)) as sink:
+        return _train_and_evaluate(config, task, mesh, run_dir, progress, started, sink)
 
 
 def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
-                        progress: bool | None, started: float) -> dict[str, Any]:
+                        progress: bool | None, started: float, sink) -> dict[str, Any]:
     checkpoints = run_checkpoints(config, run_dir)
     newest = _latest_readable(checkpoints, checkpoints.read_metadata)
     if newest is not None:
         # Refuse another config before touching the run's files: its config.yaml must keep
         # describing the checkpoints it holds.
         checkpoints.check_compatible(newest[1], newest[0])
-    files = _RunFiles(run_dir)
+    files = _RunFiles(run_dir, sink)
     files.write_config(config)
     settings, train = config.mlac, config.train
 
