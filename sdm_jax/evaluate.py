@@ -209,11 +209,16 @@ def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
     targets_with_heads = [load_model("blocked", str(blocked), task, pooling)]
     targets_with_heads += [load_model(model_id, location, task, pooling)
                            for model_id, location in plan.models.items()]
-    targets = [target for target, _ in targets_with_heads]
+    # A model with its own heads is also scored on how much desired task an attack leaves.
+    targets = [
+        target if head is None else dataclasses.replace(
+            target, retain_head={"kernel": np.asarray(head["kernel"])[:, : task.num_good]})
+        for target, head in targets_with_heads
+    ]
     targets += [baseline_target(name, task, config.train.seed) for name in plan.baselines]
     cells = evaluate_grid(targets, task.splits, tasks=plan.tasks, ns=plan.ns,
                           config=plan.search, cache_dir=plan.output / "cache",
-                          progress=plan.progress)
+                          progress=plan.progress, retain_task="good")
     retention = {target.model_id: own_head_accuracy(target, head, task, "test")
                  for target, head in targets_with_heads if head is not None}
     paths = write_report(plan.output, cells,

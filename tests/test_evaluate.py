@@ -65,6 +65,11 @@ def test_report_covers_every_model_task_and_n(toy_run, tmp_path):
     retention = json.loads(paths["retention.json"].read_text())
     assert set(retention) == {"blocked", "copy"}
     assert retention["blocked"] == retention["copy"]
+    # Models with their own heads are also scored on the desired task the attack leaves.
+    measured = {c.model_id for c in cells if c.task == "bad" and c.seeds[0].retained is not None}
+    assert measured == {"blocked", "copy"}
+    assert not any(c.seeds[0].retained for c in cells if c.task == "good")
+    assert "bounded worst case" in report and "| blocked | " in report
     assert paths["blocking.png"].stat().st_size > 0
 
 

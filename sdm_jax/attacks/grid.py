@@ -40,6 +40,7 @@ def build_problems(
     tasks: Sequence[str],
     ns: Sequence[int],
     roles: SplitRoles = SplitRoles(),
+    retain_task: str | None = None,
 ) -> list[AttackProblem]:
     missing = [name for name in vars(roles).values() if name not in splits]
     if missing:
@@ -51,6 +52,7 @@ def build_problems(
             train=splits[roles.attacker],
             val=splits[roles.selection],
             test=splits[roles.report],
+            retain_task=retain_task,
         )
         for task in tasks
         for n in ns
@@ -66,17 +68,20 @@ def evaluate_grid(
     cache_dir: str | os.PathLike | None = None,
     roles: SplitRoles = SplitRoles(),
     progress: bool = True,
+    retain_task: str | None = None,
 ) -> list[CellResult]:
     """Search and seed every (target, task, n) cell; results in target, task, n order.
 
-    ``config`` defaults to ``SearchConfig()``; ``progress=False`` silences the bar.
+    ``config`` defaults to ``SearchConfig()``; ``progress=False`` silences the bar. With
+    ``retain_task``, runs on the other tasks against targets with a ``retain_head`` also measure
+    that task's accuracy after the attack.
     """
     config = config if config is not None else SearchConfig()
     config.validate()
     ids = [target.model_id for target in targets]
     if len(set(ids)) != len(ids):
         raise AttackInputError(f"model ids must be unique, got {ids}")
-    problems = build_problems(splits, tasks, ns, roles)
+    problems = build_problems(splits, tasks, ns, roles, retain_task)
     for target in targets:
         for problem in problems:
             validate_problem(target, problem)

@@ -25,7 +25,9 @@ class AttackTarget:
     ``params`` are the backbone's parameters. With ``head=None`` every attack starts from a fresh
     random head (``init_head``, drawn from the run's seed) with one output per class; otherwise it
     starts from this head and reads the task's logits at ``logit_offset`` (``num_good`` for the
-    bad task of an ``n_good + n_bad`` head).
+    bad task of an ``n_good + n_bad`` head). ``retain_head`` is the model's own desired-task
+    head (``{"kernel": [H, n_good]}``): with a problem's ``retain_task``, every run also reports
+    how well the attacked backbone still serves that task through it.
     """
 
     model_id: str
@@ -33,6 +35,7 @@ class AttackTarget:
     params: Params
     head: Params | None = None
     logit_offset: int = 0
+    retain_head: Params | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +45,8 @@ class AttackProblem:
     The attacker's ``n`` examples are drawn from ``train`` (the reference uses val1); settings
     and the best evaluation step are selected on ``val``; ``test`` is only reported, never used
     for a choice (``None`` during a search). ``num_classes`` is inferred from the labels of all
-    splits when not given.
+    splits when not given. ``retain_task`` names the desired task whose accuracy an attack on
+    ``task`` should not destroy (measured when the target has a ``retain_head``).
     """
 
     task: str
@@ -51,6 +55,12 @@ class AttackProblem:
     val: Arrays
     test: Arrays | None = None
     num_classes: int | None = None
+    retain_task: str | None = None
+
+    def retains(self, target: AttackTarget) -> bool:
+        """Whether runs of this problem on ``target`` measure the desired task too."""
+        return (self.retain_task is not None and self.retain_task != self.task
+                and target.retain_head is not None)
 
     def splits(self) -> dict[str, Arrays]:
         named = {"train": self.train, "val": self.val}
@@ -96,6 +106,12 @@ def validate_problem(target: AttackTarget, problem: AttackProblem) -> int:
             f"labels of task {problem.task!r} span [{smallest}, {largest}], "
             f"outside [0, {num_classes})"
         )
+    if problem.retains(target):
+        for name in ("val", "test"):
+            arrays = splits.get(name)
+            if arrays is not None and problem.retain_task not in arrays:
+                raise AttackInputError(f"split {name!r} has no labels for the retained task "
+                                       f"{problem.retain_task!r} (keys: {sorted(arrays)})")
     if target.head is not None:
         width = np.shape(target.head["kernel"])[-1]
         if target.logit_offset < 0 or target.logit_offset + num_classes > width:

@@ -56,6 +56,7 @@ class ProgramSpec:
     with_test: bool
     active_rows: bool = False
     adaptation: Adaptation = Adaptation()
+    retain_classes: int = 0
 
     @property
     def total_steps(self) -> int:
@@ -121,8 +122,8 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
     adaptation = spec.adaptation
     peft = adaptation.kind != "none"
 
-    def run(hparams, backbone_params, head, train, val, test, frozen_rows):
-        def task_logits(params, untouched_scale, inputs):
+    def run(hparams, backbone_params, head, train, val, test, frozen_rows, retain_head):
+        def model_logits(params, untouched_scale, inputs, head):
             backbone = params["backbone"]
             if peft:
                 backbone = apply_adapter(
@@ -130,12 +131,30 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
                 )
             if spec.active_rows:
                 backbone = {"compact": backbone, "rest": {**frozen_rows, "scale": untouched_scale}}
-            return logits_fn(backbone, params["head"], inputs)[..., classes]
+            return logits_fn(backbone, head, inputs)
+
+        def task_logits(params, untouched_scale, inputs):
+            return model_logits(params, untouched_scale, inputs, params["head"])[..., classes]
+
+        def evaluation_logits(params, untouched_scale, inputs):
+            """Task logits and, with a retain head, its logits from the same forward pass."""
+            if not spec.retain_classes:
+                return task_logits(params, untouched_scale, inputs), None
+            width = params["head"]["kernel"].shape[1]
+            kernel = retain_head["kernel"].astype(params["head"]["kernel"].dtype)
+            both = {"kernel": jnp.concatenate([params["head"]["kernel"], kernel], axis=1)}
+            logits = model_logits(params, untouched_scale, inputs, both)
+            return logits[..., :width][..., classes], logits[..., width:]
 
         def predict(params, untouched_scale, split):
             chunks, labels = split
-            logits = jax.lax.map(lambda chunk: task_logits(params, untouched_scale, chunk), chunks)
-            return logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
+            logits, retained = jax.lax.map(
+                lambda chunk: evaluation_logits(params, untouched_scale, chunk), chunks
+            )
+            logits = logits.reshape(-1, spec.num_classes)[: labels.shape[0]]
+            if retained is not None:
+                retained = retained.reshape(-1, spec.retain_classes)[: labels.shape[0]]
+            return logits, retained
 
         run_key = jax.random.key(hparams["seed"])
         if spec.fresh_head:
@@ -182,26 +201,30 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             state, best = carry
             steps = index * spec.eval_every + jnp.arange(spec.eval_every)
             state, train_accuracy = jax.lax.scan(train_step, state, steps)
-            logits = predict(state[0], state[2], val)
+            logits, retained = predict(state[0], state[2], val)
             val_accuracy = _accuracy(logits, val)
             # The first evaluation at or after the run's budget sees its final weights; later
             # ones repeat it and are not candidates.
             in_budget = index * spec.eval_every < hparams["steps"]
             improved = in_budget & (val_accuracy > best["accuracy"])
             candidate = {"accuracy": val_accuracy, "index": index + 1, "val_logits": logits}
+            if retained is not None:
+                candidate["retain_val_logits"] = retained
             if spec.with_test:  # keep the best weights only when a test split will score them
                 candidate["weights"] = (state[0], state[2])
             best = jax.tree.map(lambda n, o: jnp.where(improved, n, o), candidate, best)
             return (state, best), (val_accuracy, train_accuracy)
 
         initial_scale = jnp.ones((), jnp.float32)
-        initial_logits = predict(params, initial_scale, val)
+        initial_logits, initial_retained = predict(params, initial_scale, val)
         initial_accuracy = _accuracy(initial_logits, val)
         best = {
             "accuracy": initial_accuracy,
             "index": jnp.int32(0),
             "val_logits": initial_logits,
         }
+        if initial_retained is not None:
+            best["retain_val_logits"] = initial_retained
         if spec.with_test:
             best["weights"] = (params, initial_scale)
         state = (params, transform.init(params), initial_scale)
@@ -214,8 +237,13 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             "val_logits": best["val_logits"],
             "train_accuracy": train_accuracy.reshape(-1),
         }
+        if initial_retained is not None:
+            outputs["retain_initial_logits"] = initial_retained
+            outputs["retain_val_logits"] = best["retain_val_logits"]
         if spec.with_test:
-            outputs["test_logits"] = predict(*best["weights"], test)
+            outputs["test_logits"], retained = predict(*best["weights"], test)
+            if retained is not None:
+                outputs["retain_test_logits"] = retained
         return outputs
 
     return run
@@ -223,8 +251,8 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
 
 @functools.lru_cache(maxsize=64)
 def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
-    """``program(hparams, backbone_params, head, train, val, test, frozen_rows)``, vmapped over
-    ``hparams``.
+    """``program(hparams, backbone_params, head, train, val, test, frozen_rows, retain_head)``,
+    vmapped over ``hparams``.
 
     ``hparams`` holds ``[runs]`` arrays; ``order`` (``[runs, total_steps * max_batch]``) is each
     run's stream of rows of ``train``, consumed ``batch_size`` at a time. The rest is shared.
@@ -237,7 +265,12 @@ def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
     With ``spec.active_rows``, ``backbone_params`` hold the compact word table, ``logits_fn``
     reads ``{"compact": ..., "rest": ...}`` (see :func:`active_rows_features`) and
     ``frozen_rows`` is ``{"table": full table, "ids": active ids}``; otherwise it is ``{}``.
+
+    With ``spec.retain_classes``, ``retain_head`` is the model's own desired-task head: the
+    program also returns its logits on the validation split at step 0 (``retain_initial_logits``)
+    and at the best step (``retain_val_logits``), and on the test split there
+    (``retain_test_logits``), read from the same forward passes as the task's logits.
     """
-    in_axes = (0, None, None, None, None, None, None)
+    in_axes = (0, None, None, None, None, None, None, None)
     batched = jax.vmap(_single_run(spec, logits_fn), in_axes=in_axes)
     return jax.jit(batched)

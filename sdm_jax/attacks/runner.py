@@ -78,7 +78,9 @@ class RunResult:
     ``best_step``, the step whose validation accuracy was highest (earliest on ties, step 0
     included). ``val_curve`` is the validation accuracy at ``eval_steps`` within the run's budget.
     ``examples_to_target`` maps "0.5"... to examples seen (``None``: never reached). An undefined
-    metric (ROC-AUC of a multi-class task) is ``None``.
+    metric (ROC-AUC of a multi-class task) is ``None``. ``retained`` (when the problem retains
+    a desired task): that task's accuracy through the model's own head before the attack
+    (``initial_val``) and at ``best_step`` (``val``, ``test``).
     """
 
     setting: AttackSetting
@@ -88,6 +90,7 @@ class RunResult:
     eval_steps: list[int]
     val_curve: list[float]
     examples_to_target: dict[str, int | None] = field(default_factory=dict)
+    retained: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -98,6 +101,7 @@ class RunResult:
             "eval_steps": self.eval_steps,
             "val_curve": self.val_curve,
             "examples_to_target": self.examples_to_target,
+            "retained": self.retained,
         }
 
     @classmethod
@@ -231,6 +235,16 @@ def _collect(setting, outputs, j, labels, num_classes, config) -> RunResult:
     test = None
     if "test_logits" in outputs:
         test = classification_metrics(labels["test"], outputs["test_logits"][j], num_classes)
+    retained = None
+    if "retain_val_logits" in outputs:
+        def hit_rate(name, split):
+            predicted = np.argmax(outputs[name][j], axis=-1)
+            return float(np.mean(predicted == labels[f"retain_{split}"]))
+
+        retained = {"initial_val": hit_rate("retain_initial_logits", "val"),
+                    "val": hit_rate("retain_val_logits", "val")}
+        if "retain_test_logits" in outputs:
+            retained["test"] = hit_rate("retain_test_logits", "test")
     return RunResult(
         setting=setting,
         best_step=eval_steps[best_index],
@@ -244,6 +258,7 @@ def _collect(setting, outputs, j, labels, num_classes, config) -> RunResult:
             config.targets,
             config.ma_window,
         ),
+        retained=retained,
     )
 
 
@@ -316,6 +331,13 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
         s for s in settings if not (s.frozen_base and config.probe_features) and s.adapter == "none"
     ]
 
+    retain_classes, retain_labels = 0, {}
+    if problem.retains(target):
+        retain_classes = int(np.shape(target.retain_head["kernel"])[-1])
+        retain_labels = {f"retain_{name}": np.asarray(arrays[problem.retain_task], np.int32)
+                         for name, arrays in (("val", problem.val), ("test", problem.test))
+                         if arrays is not None}
+
     results: list[RunResult | None] = [None] * len(settings)
     eval_cache: dict[bool, tuple] = {}
     model_cache: dict[str, tuple] = {}
@@ -344,9 +366,11 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
             with_test=test is not None,
             active_rows=active_rows and path == "backbone",
             adaptation=adaptation,
+            retain_classes=retain_classes,
         )
         program = compiled_program(spec, logits_fn)
         head = target.head if target.head is not None else {}
+        retain_head = target.retain_head if retain_classes else {}
         for start in range(0, len(indices), config.max_parallel):
             chunk = indices[start : start + config.max_parallel]
             width = _padded_runs(len(chunk), config.max_parallel)
@@ -366,9 +390,10 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
                 val,
                 test,
                 frozen_rows,
+                retain_head,
             )
             outputs = jax.device_get(outputs)
-            labels = {"val": val[1], "test": None if test is None else test[1]}
+            labels = {"val": val[1], "test": None if test is None else test[1], **retain_labels}
             for j, index in enumerate(chunk):
                 results[index] = _collect(settings[index], outputs, j, labels, num_classes, config)
             if on_runs_done is not None:
