@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compressions", type=_names, default=("none",),
                         help="compress the model before the attack, searched: none, int8, int4 "
                              "(weight-only quantisation) and/or prune50 (magnitude pruning)")
+    parser.add_argument("--seed-every-family", action="store_true",
+                        help="rerun the best setting of every attack family searched with the "
+                             "seeds, so report.md has test figures per family (more runs)")
     parser.add_argument("--optimizers", type=_names, default=("adam",),
                         help="attack optimizers searched: adam, adamw, sgd, sgd_momentum, "
                              "rmsprop")
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                             compressions=args.compressions)
         search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,
                               trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,
+                              seed_every_family=args.seed_every_family,
                               seed=args.seed, space=space,
                               runner=RunnerConfig(max_parallel=args.max_parallel))
         plan = EvalPlan(run_dir=args.run_dir, models=parse_models(args.model),

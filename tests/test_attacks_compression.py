@@ -9,8 +9,9 @@ from flax.traverse_util import flatten_dict
 
 from sdm_jax.attacks.compression import compress, compressed_paths, prune, quantise
 from sdm_jax.attacks.problem import AttackProblem, AttackTarget
+from sdm_jax.attacks.report import family_rows
 from sdm_jax.attacks.runner import RunnerConfig, run_attacks
-from sdm_jax.attacks.search import SearchConfig, SearchSpace, search_cell
+from sdm_jax.attacks.search import CellResult, SearchConfig, SearchSpace, search_cell
 from sdm_jax.attacks.settings import AttackSetting
 from sdm_jax.data.toy import ToySpec, make_toy_task
 from sdm_jax.models.bert import BertConfig, bert_backbone
@@ -113,3 +114,29 @@ def test_search_samples_compressions(toy):
     assert {t.setting.compression for t in cell.trials} == {"none", "int8", "prune50"}
     with pytest.raises(ValueError, match="unknown compression"):
         SearchSpace(compressions=("int3",)).validate()
+
+
+def test_seeding_every_family_gives_each_its_test_figures(toy):
+    target, problem = toy
+    space = SearchSpace(lr_range=(1e-2, 1e-1), steps_range=(20, 40, 20), batch_sizes=(16,),
+                        modes=("full", "frozen"), compressions=("none", "int4"))
+    config = SearchConfig(method="random", max_trials=8, patience=8, trials_per_batch=8,
+                          num_seeds=2, space=space, runner=CONFIG, seed_every_family=True)
+    cell = search_cell(target, dataclasses.replace(problem, n=100), config)
+    searched = {trial.setting.attack_family for trial in cell.trials}
+    assert set(cell.family_seeds) == searched - {cell.chosen.attack_family}
+    for family, runs in cell.family_seeds.items():
+        best = max((t for t in cell.trials if t.setting.attack_family == family),
+                   key=lambda t: t.val["accuracy"])
+        assert [r.setting.seed for r in runs] == [0, 1]
+        assert all(dataclasses.replace(r.setting, seed=0, data_seed=0) == best.setting
+                   for r in runs)
+    assert CellResult.from_dict(cell.to_dict()) == cell
+    rows = family_rows([cell])
+    assert all("test_accuracy_mean" in row for row in rows)
+    plain = search_cell(target, dataclasses.replace(problem, n=100),
+                        dataclasses.replace(config, seed_every_family=False))
+    assert plain.family_seeds == {}
+    assert [r.setting for r in plain.seeds] == [r.setting for r in cell.seeds]
+    assert [r.test["accuracy"] for r in plain.seeds] == pytest.approx(
+        [r.test["accuracy"] for r in cell.seeds], abs=1e-6)

@@ -13,7 +13,6 @@ from sdm_jax.attacks.problem import AttackInputError, AttackTarget
 from sdm_jax.attacks.report import (
     attack_label,
     blocking_scores,
-    family_of,
     family_rows,
     markdown_report,
     repeat_rows,
@@ -87,7 +86,10 @@ def test_write_report_files(tmp_path):
     assert paths["trials_to_break.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert document["families"][0] == {"model_id": "pretrained", "task": "bad", "n": 20,
                                        "family": "full", "num_trials": 1,
-                                       "best_val_accuracy": 0.7, "chosen": True}
+                                       "best_val_accuracy": 0.7, "chosen": True,
+                                       "test_accuracy_mean": pytest.approx(0.85),
+                                       "test_accuracy_std": pytest.approx(0.05),
+                                       "test_accuracy_worst": 0.9}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(paths)  # no temp files
 
 
@@ -224,10 +226,9 @@ def test_families_trials_to_break_and_examples_tables():
     rows = {row["family"]: row for row in family_rows([cell])}
     assert {f: (r["num_trials"], r["best_val_accuracy"], r["chosen"]) for f, r in rows.items()} == {
         "full": (2, 0.75, False), "frozen": (2, 0.7, True), "int4+lora": (1, 0.65, False)}
-    assert family_of(AttackSetting(adapter="bitfit", compression="prune50").to_dict()) == (
-        "prune50+bitfit")
+    assert AttackSetting(adapter="bitfit", compression="prune50").attack_family == "prune50+bitfit"
     report = markdown_report(summary_rows([cell]), families=family_rows([cell]))
-    assert "| blocked | frozen | 0.700 (2, chosen) |" in report
+    assert "| blocked | frozen | 0.700 (2, chosen); test 0.600 ± 0.000 (0.600) |" in report
     assert "| blocked | full | 0.750 (2) |" in report
     # _run reaches 0.5 after 16 examples; the other targets are never reached: budget 500 x 16.
     assert "| blocked | 0.5 | 16 |" in report and "| blocked | 1 | 8000 |" in report
@@ -241,3 +242,13 @@ def test_trials_figure_draws_baselines_as_reference_lines():
     labels = axes[0].get_legend_handles_labels()[1]
     assert labels == ["blocked", "pretrained (best found)", "random (best found)"]
     assert [line.get_ydata()[0] for line in axes[0].get_lines()[1:]] == pytest.approx([0.9, 0.65])
+
+
+def test_seeded_families_show_their_test_figures():
+    cell = _searched_cell("blocked", [("full", 0.6), ("frozen", 0.7)])
+    cell = dataclasses.replace(cell, family_seeds={"full": [_run(0.55), _run(0.65)]})
+    rows = {row["family"]: row for row in family_rows([cell])}
+    assert rows["full"]["test_accuracy_mean"] == pytest.approx(0.6)
+    assert rows["frozen"]["test_accuracy_mean"] == pytest.approx(0.6)  # the chosen's seeds
+    report = markdown_report(summary_rows([cell]), families=family_rows([cell]))
+    assert "| blocked | full | 0.600 (1); test 0.600 ± 0.050 (0.650) |" in report

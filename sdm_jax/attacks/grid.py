@@ -91,21 +91,26 @@ def evaluate_grid(
     # Room for the largest n in every program, so all n share compiled programs.
     runner = dataclasses.replace(config.runner, max_examples=max(ns))
     config = dataclasses.replace(config, runner=runner)
-    budget = config.max_trials + config.num_seeds
+    space = config.space
+    seeded_families = len(space.modes) * len(space.compressions) if config.seed_every_family else 1
+    budget = config.max_trials + config.num_seeds * seeded_families
     cells: list[CellResult] = []
     with tqdm(total=budget * len(targets) * len(problems), unit="run", disable=not progress) as bar:
         for target in targets:
             for problem in problems:
                 key = (target.model_id, problem.task, problem.n, fingerprint)
                 cell = cache.load(*key) if cache is not None else None
+                cell_was_cached = cell is not None
                 if cell is None:
                     cell = search_cell(target, problem, config, bar.update)
                     if cache is not None:
                         cache.store(cell, fingerprint)
-                else:
-                    bar.update(len(cell.trials) + len(cell.seeds))
-                # A search that stopped early leaves part of its budget unused.
-                bar.total -= budget - len(cell.trials) - len(cell.seeds)
+                done = len(cell.trials) + len(cell.seeds) + sum(
+                    len(runs) for runs in cell.family_seeds.values())
+                if cell_was_cached:
+                    bar.update(done)
+                # A search that stopped early (or tried fewer families) leaves budget unused.
+                bar.total -= budget - done
                 bar.refresh()
                 cells.append(cell)
     return cells

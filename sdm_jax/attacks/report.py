@@ -116,27 +116,27 @@ def summary_rows(cells: Sequence[CellResult]) -> list[dict]:
     return [summary_row(cell) for cell in cells]
 
 
-def family_of(setting: dict) -> str:
-    """An attack's family: what it trains, after any compression (``int4+lora``)."""
-    mode = "frozen" if setting["frozen_base"] else (
-        "full" if setting["adapter"] == "none" else setting["adapter"])
-    return mode if setting["compression"] == "none" else f"{setting['compression']}+{mode}"
-
-
 def family_rows(cells: Sequence[CellResult]) -> list[dict]:
-    """Per cell and attack family searched: its trials and their best validation accuracy.
-    Selection and score share the validation split, so this ranks families; the seeds' test
-    accuracy (the summary) is the unbiased figure for the family the search chose."""
+    """Per cell and attack family searched: its trials and their best validation accuracy, and
+    where the family's best setting was rerun with seeds (always the chosen family's; every
+    family's with ``SearchConfig.seed_every_family``) their test accuracy."""
     rows = []
     for cell in cells:
         families: dict[str, list[float]] = {}
         for run in cell.trials:
-            families.setdefault(family_of(run.setting.to_dict()), []).append(run.val["accuracy"])
+            families.setdefault(run.setting.attack_family, []).append(run.val["accuracy"])
+        seeded = {**cell.family_seeds, cell.chosen.attack_family: cell.seeds}
         for family, accuracies in families.items():
-            rows.append({"model_id": cell.model_id, "task": cell.task, "n": cell.n,
-                         "family": family, "num_trials": len(accuracies),
-                         "best_val_accuracy": float(max(accuracies)),
-                         "chosen": family == family_of(cell.chosen.to_dict())})
+            row = {"model_id": cell.model_id, "task": cell.task, "n": cell.n,
+                   "family": family, "num_trials": len(accuracies),
+                   "best_val_accuracy": float(max(accuracies)),
+                   "chosen": family == cell.chosen.attack_family}
+            if family in seeded:
+                accuracy = np.array([run.test["accuracy"] for run in seeded[family]])
+                row.update(test_accuracy_mean=float(accuracy.mean()),
+                           test_accuracy_std=float(accuracy.std()),
+                           test_accuracy_worst=float(accuracy.max()))
+            rows.append(row)
     return rows
 
 
@@ -205,6 +205,7 @@ def _family_table(families: Sequence[dict], task: str) -> list[str]:
             "—" if n not in cells else
             f"{cells[n]['best_val_accuracy']:.3f} ({cells[n]['num_trials']}"
             f"{', chosen' if cells[n]['chosen'] else ''})"
+            + (f"; test {format_cell(cells[n])}" if "test_accuracy_mean" in cells[n] else "")
             for n in ns
         ]
         for (model, family), cells in table.items()
@@ -308,8 +309,9 @@ def markdown_report(
         lines += [
             "", "### Attack families searched",
             "",
-            "Best validation accuracy of each family's trials (number of trials); the chosen "
-            "family's seeds give the test figures above.",
+            "Best validation accuracy of each family's trials (number of trials), and the test "
+            "accuracy of its best setting's seeds where they were run (the chosen family's "
+            "are the figures above; `eval.py --seed-every-family` seeds every family).",
             "", *_family_table(families, harmful_task),
         ]
     bounded = _bounded_table(summary, harmful_task)

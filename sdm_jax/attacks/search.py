@@ -81,7 +81,9 @@ class SearchSpace:
 class SearchConfig:
     """``trials_per_batch`` trials are asked at once and run in one vectorised call.
     ``resample_examples``: each final seed also draws its own ``n`` attacker examples (otherwise
-    all seeds share the search's examples, drawn with ``seed``)."""
+    all seeds share the search's examples, drawn with ``seed``). ``seed_every_family``: also
+    rerun the best setting of every other attack family searched with the seeds, so each family
+    gets test figures (``CellResult.family_seeds``)."""
 
     method: str = "tpe"
     max_trials: int = 50
@@ -91,6 +93,7 @@ class SearchConfig:
     num_seeds: int = 15
     seed: int = 0
     resample_examples: bool = True
+    seed_every_family: bool = False
     space: SearchSpace = field(default_factory=SearchSpace)
     runner: RunnerConfig = field(default_factory=RunnerConfig)
 
@@ -115,7 +118,8 @@ class SearchConfig:
 @dataclass(frozen=True)
 class CellResult:
     """A searched cell: every trial (validation only), the chosen setting, and its seeds (with
-    test metrics at each seed's best validation step)."""
+    test metrics at each seed's best validation step); ``family_seeds`` the same for the best
+    setting of each other attack family, when every family was seeded."""
 
     model_id: str
     task: str
@@ -124,6 +128,7 @@ class CellResult:
     chosen: AttackSetting
     seeds: list[RunResult]
     stopped_because: str
+    family_seeds: dict[str, list[RunResult]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -134,6 +139,8 @@ class CellResult:
             "chosen": self.chosen.to_dict(),
             "seeds": [r.to_dict() for r in self.seeds],
             "stopped_because": self.stopped_because,
+            "family_seeds": {family: [r.to_dict() for r in runs]
+                             for family, runs in self.family_seeds.items()},
         }
 
     @classmethod
@@ -146,6 +153,8 @@ class CellResult:
             chosen=AttackSetting(**data["chosen"]),
             seeds=[RunResult.from_dict(r) for r in data["seeds"]],
             stopped_because=data["stopped_because"],
+            family_seeds={family: [RunResult.from_dict(r) for r in runs]
+                          for family, runs in data.get("family_seeds", {}).items()},
         )
 
 
@@ -240,16 +249,27 @@ def search_cell(
 
     # The earliest trial among the best wins ties, so the choice does not depend on Optuna.
     chosen = max(trials, key=lambda r: r.val["accuracy"]).setting
+    seeded = [chosen]
+    if config.seed_every_family:
+        best: dict[str, AttackSetting] = {}
+        for run in sorted(trials, key=lambda r: -r.val["accuracy"]):
+            best.setdefault(run.setting.attack_family, run.setting)
+        seeded += [s for family, s in best.items() if family != chosen.attack_family]
     final_runner = dataclasses.replace(
-        runner, max_steps=chosen.steps, max_batch_size=chosen.batch_size
+        runner, max_steps=max(s.steps for s in seeded),
+        max_batch_size=max(s.batch_size for s in seeded),
     )
-    seeds = run_attacks(target, problem, seed_settings(chosen, config), final_runner, on_runs_done)
+    runs = run_attacks(target, problem, [r for s in seeded for r in seed_settings(s, config)],
+                       final_runner, on_runs_done)
+    per_setting = [runs[i:i + config.num_seeds] for i in range(0, len(runs), config.num_seeds)]
     return CellResult(
         model_id=target.model_id,
         task=problem.task,
         n=problem.n,
         trials=trials,
         chosen=chosen,
-        seeds=seeds,
+        seeds=per_setting[0],
         stopped_because=stopped_because,
+        family_seeds={s.attack_family: r for s, r in zip(seeded[1:], per_setting[1:],
+                                                          strict=True)},
     )

@@ -84,6 +84,11 @@ class AttackSetting:
         return "full" if self.adapter == "none" else self.adapter
 
     @property
+    def attack_family(self) -> str:
+        """What the attack trains, after any compression: ``full``, ``int4+lora``, ..."""
+        return self.mode if self.compression == "none" else f"{self.compression}+{self.mode}"
+
+    @property
     def lora_scale(self) -> float:
         return self.lora_alpha / self.lora_rank if self.adapter == "lora" else 0.0
 
