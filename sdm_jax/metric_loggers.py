@@ -4,7 +4,6 @@ asked for, so neither is a dependency of the library."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,14 +84,3 @@ def open_sink(kind: str, run_dir: Path, project: str,
     if kind == "wandb":
         return WandbSink(run_dir, project, config)
     return None
-
-
-@contextlib.contextmanager
-def metric_sink(kind: str, run_dir: Path, project: str, config: Mapping[str, Any]):
-    """:func:`open_sink` for the length of a ``with`` block, closed however the block ends."""
-    sink = open_sink(kind, run_dir, project, config)
-    try:
-        yield sink
-    finally:
-        if sink is not None:
-            sink.close()

@@ -12,8 +12,8 @@ from sdm_jax.config import Config
 CARD = "README.md"
 REPORT_HEADING = "## Blocking report"
 NOT_EVALUATED = (
-    "Not measured yet. `python eval.py --run-dir RUN` attacks this model (probes and full "
-    "fine-tuning searched on validation, reported on test) and writes its report here."
+    "Not measured yet. `python eval.py --run-dir RUN` attacks this model (the attack modes it "
+    "is given, searched on validation and reported on test) and writes its report here."
 )
 
 
@@ -53,14 +53,13 @@ def _usage(pooling: str, desired: str) -> str:
 
 
 def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[str],
-               export_step: int | None) -> str:
+               export_step: int) -> str:
     """The card of a text export written at ``export_step`` of the run ``config`` describes."""
     mlac = config.mlac
     losses = ", ".join(f"{f.name[2:]} {getattr(mlac, f.name):g}"
                        for f in dataclasses.fields(mlac)
                        if f.name.startswith("l_") and getattr(mlac, f.name))
     layers = config.model.num_layers if config.model.num_layers is not None else "all"
-    step = "the last step" if export_step is None else f"step {export_step}"
     lines = [
         "---",
         "library_name: transformers",
@@ -84,11 +83,11 @@ def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[st
         f"`{config.model.pooling}`, {config.model.max_length} tokens.",
         f"- Data: `{config.data.source}` source.",
         f"- MLAC: {mlac.meta_batch_size} simulated attacker(s) per outer step, each taking "
-        f"{mlac.inner_steps} optimizer step(s) ({', '.join(mlac.inner_optimizers)}); losses: "
-        f"{losses}.",
+        f"{mlac.inner_steps} optimizer step(s) ({', '.join(mlac.inner_optimizers)}) on "
+        f"{' or '.join(mlac.inner_attacks)}; losses: {losses}.",
         f"- {config.train.outer_steps} outer steps of batch {config.train.batch_size}, seed "
-        f"{config.train.seed}; exported at {step} (best validation loss). `train_config.yaml` "
-        "is the whole resolved config.",
+        f"{config.train.seed}; exported at step {export_step} (the best validation loss "
+        "kept). `train_config.yaml` is the whole resolved config.",
         "",
         "## Use",
         "",

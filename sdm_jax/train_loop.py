@@ -41,7 +41,7 @@ from sdm_jax.config import (
     flat_items,
     ignored_keys,
 )
-from sdm_jax.metric_loggers import MetricSink, metric_sink
+from sdm_jax.metric_loggers import MetricSink, open_sink
 from sdm_jax.run_lock import hold_run_lock
 from sdm_jax.train_task import (
     MetaBatchSource,
@@ -256,21 +256,32 @@ def train_and_evaluate(
     run_dir.mkdir(parents=True, exist_ok=True)
     # One lock per run, taken by the process that writes the run's files.
     lock = hold_run_lock(run_dir) if jax.process_index() == 0 else contextlib.nullcontext()
-    # Metrics go to the extra logger from process 0 only, as metrics.jsonl does.
-    logger = config.train.logger if jax.process_index() == 0 else "jsonl"
-    with lock, metric_sink(logger, run_dir, config.train.wandb_project,
-                           dataclasses.asdict(config)) as sink:
-        return _train_and_evaluate(config, task, mesh, run_dir, progress, started, sink)
+    with lock:
+        checkpoints = run_checkpoints(config, run_dir)
+        try:
+            newest = _latest_readable(checkpoints, checkpoints.read_metadata)
+            if newest is not None:
+                # Refuse another config before touching the run's files: its config.yaml must
+                # keep describing the checkpoints it holds.
+                checkpoints.check_compatible(newest[1], newest[0])
+            # Metrics go to the extra logger from process 0 only, as metrics.jsonl does.
+            logger = config.train.logger if jax.process_index() == 0 else "jsonl"
+            sink = open_sink(logger, run_dir, config.train.wandb_project,
+                             dataclasses.asdict(config))
+        except BaseException:
+            checkpoints.close()
+            raise
+        try:
+            return _train_and_evaluate(config, task, mesh, run_dir, progress, started,
+                                       checkpoints, sink)
+        finally:
+            if sink is not None:
+                sink.close()
 
 
 def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
-                        progress: bool | None, started: float, sink) -> dict[str, Any]:
-    checkpoints = run_checkpoints(config, run_dir)
-    newest = _latest_readable(checkpoints, checkpoints.read_metadata)
-    if newest is not None:
-        # Refuse another config before touching the run's files: its config.yaml must keep
-        # describing the checkpoints it holds.
-        checkpoints.check_compatible(newest[1], newest[0])
+                        progress: bool | None, started: float, checkpoints,
+                        sink: MetricSink | None) -> dict[str, Any]:
     files = _RunFiles(run_dir, sink)
     files.write_config(config)
     settings, train = config.mlac, config.train

@@ -251,7 +251,7 @@ def load_tree_safetensors(path: Path) -> Params:
 
 
 def export_model(
-    directory: Path, task: PreparedTask, params: Params, config: Config, step: int | None = None
+    directory: Path, task: PreparedTask, params: Params, config: Config, step: int
 ) -> Path:
     """Write the model (of training step ``step``) into the existing ``directory``.
 

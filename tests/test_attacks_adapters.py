@@ -201,7 +201,7 @@ def test_search_over_peft_modes_samples_lora_choices_only_for_lora(toy):
     [
         (SearchSpace(modes=("full", "prompt")), "unknown attack mode 'prompt'"),
         (SearchSpace(modes=("lora",), lora_ranks=()), "no LoRA rank"),
-        (SearchSpace(lora_alphas=(0.0,)), "must be positive"),
+        (SearchSpace(modes=("lora",), lora_alphas=(0.0,)), "must be positive"),
     ],
 )
 def test_bad_search_spaces_fail_in_one_line(space, message):
@@ -215,3 +215,15 @@ def test_lora_scale_is_alpha_over_rank_and_zero_otherwise():
     assert lora.lora_scale == 4.0 and full.lora_scale == 0.0
     assert (lora.mode, full.mode) == ("lora", "full")
     assert Adaptation().kind == "none"
+
+
+def test_a_grid_names_a_lora_target_the_model_lacks_before_any_compute(toy, monkeypatch):
+    from sdm_jax.attacks import grid
+
+    target, _ = toy
+    splits = make_toy_task(ToySpec(n_train=10, n_val=50, n_test=50))
+    config = SearchConfig(method="random", max_trials=2, patience=2, trials_per_batch=2,
+                          num_seeds=1, space=SearchSpace(modes=("full", "lora")), runner=CONFIG)
+    monkeypatch.setattr(grid, "search_cell", lambda *a, **k: pytest.fail("computed"))
+    with pytest.raises(ValueError, match="LoRA target group 'attention' is not one of"):
+        grid.evaluate_grid([target], splits, ns=(10,), config=config, progress=False)

@@ -91,3 +91,15 @@ def test_the_bounded_worst_case_keeps_only_attacks_that_leave_the_model_useful()
     broken = CellResult("blocked", "bad", 50, trials[:1], AttackSetting(), [_run(0.6, 0.8)],
                         "budget")
     assert "bounded none kept it (0/1)" in markdown_report(summary_rows([broken]))
+
+
+def test_a_compressed_attack_is_measured_against_the_model_as_released(retaining):
+    target, problem = retaining
+    settings = [AttackSetting(steps=20, compression="int4"),
+                AttackSetting(steps=20, compression="prune50", frozen_base=True)]
+    released = _own_accuracy(target, problem.val)
+    int4, pruned_probe = run_attacks(target, problem, settings, CONFIG)
+    assert int4.retained["initial_val"] == pytest.approx(released, abs=1e-6)
+    assert pruned_probe.retained["initial_val"] == pytest.approx(released, abs=1e-6)
+    # The probe trains no backbone weight, so what it retains is the pruned model's own figure.
+    assert pruned_probe.retained["val"] != pytest.approx(released, abs=1e-3)

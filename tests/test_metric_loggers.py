@@ -88,7 +88,8 @@ def test_a_missing_logger_package_is_named_before_training(tmp_path, monkeypatch
     with pytest.raises(ConfigError, match=r"^train.logger: wandb needs the wandb package; "
                                           r"install it with pip install 'sdm-jax\[wandb\]'"):
         train_and_evaluate(small_config("train.logger=wandb"), tmp_path, progress=False)
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "metrics.jsonl").exists()
+    assert not list((tmp_path / "checkpoints").glob("[0-9]*"))
 
 
 def test_an_unknown_logger_is_refused():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from sdm_jax.attacks.cache import CellCache
+from sdm_jax.attacks.compression import compressed_paths
 from sdm_jax.attacks.problem import (
     Arrays,
     AttackInputError,
@@ -23,6 +24,7 @@ from sdm_jax.attacks.problem import (
     validate_problem,
 )
 from sdm_jax.attacks.search import CellResult, SearchConfig, search_cell
+from sdm_jax.models.adapters import adaptation_for, check_adaptation
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,22 @@ def build_problems(
     ]
 
 
+def check_attack_space(target: AttackTarget, space) -> None:
+    """Fail in one line, before any compute, when a searched PEFT mode or compression has
+    nothing to work on in ``target``'s backbone."""
+    name = target.backbone.name
+    for mode in space.modes:
+        if mode == "bitfit":
+            check_adaptation(adaptation_for(target.backbone, "bitfit", 1, ""), target.params, name)
+        if mode == "lora":
+            for group in space.lora_targets:
+                adaptation = adaptation_for(target.backbone, "lora", 1, group)
+                check_adaptation(adaptation, target.params, name)
+    if any(c != "none" for c in space.compressions) and not compressed_paths(target.backbone,
+                                                                             target.params):
+        raise AttackInputError(f"compression attacks find no weight matrix in {name}")
+
+
 def evaluate_grid(
     targets: Sequence[AttackTarget],
     splits: Mapping[str, Arrays],
@@ -83,6 +101,7 @@ def evaluate_grid(
         raise AttackInputError(f"model ids must be unique, got {ids}")
     problems = build_problems(splits, tasks, ns, roles, retain_task)
     for target in targets:
+        check_attack_space(target, config.space)
         for problem in problems:
             validate_problem(target, problem)
 
@@ -98,13 +117,15 @@ def evaluate_grid(
     with tqdm(total=budget * len(targets) * len(problems), unit="run", disable=not progress) as bar:
         for target in targets:
             for problem in problems:
-                key = (target.model_id, problem.task, problem.n, fingerprint)
+                # A cell that measured the retained task is not the cell that did not.
+                retained = "+retain" if problem.retains(target) else ""
+                key = (target.model_id, problem.task, problem.n, fingerprint + retained)
                 cell = cache.load(*key) if cache is not None else None
                 cell_was_cached = cell is not None
                 if cell is None:
                     cell = search_cell(target, problem, config, bar.update)
                     if cache is not None:
-                        cache.store(cell, fingerprint)
+                        cache.store(cell, fingerprint + retained)
                 done = len(cell.trials) + len(cell.seeds) + sum(
                     len(runs) for runs in cell.family_seeds.values())
                 if cell_was_cached:

@@ -63,17 +63,25 @@ class ProgramSpec:
         return self.num_blocks * self.eval_every
 
 
+def _heads_logits(head, features):
+    """One head's logits, or a tuple of heads' logits over the same features."""
+    if isinstance(head, tuple):
+        return tuple(head_logits(h, features) for h in head)
+    return head_logits(head, features)
+
+
 def probe_logits(backbone_params, head, inputs):
     del backbone_params  # the probe's backbone is frozen into the precomputed features
-    return head_logits(head, inputs[PROBE_INPUT])
+    return _heads_logits(head, inputs[PROBE_INPUT])
 
 
 @functools.lru_cache(maxsize=16)
 def backbone_logits(features_fn: Callable) -> Callable:
-    """Cached per feature function, so repeated calls find the same compiled program."""
+    """Cached per feature function, so repeated calls find the same compiled program. ``head``
+    may be a tuple of heads, read from one forward pass."""
 
     def logits(backbone_params, head, inputs):
-        return head_logits(head, features_fn(backbone_params, inputs))
+        return _heads_logits(head, features_fn(backbone_params, inputs))
 
     return logits
 
@@ -140,11 +148,9 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             """Task logits and, with a retain head, its logits from the same forward pass."""
             if not spec.retain_classes:
                 return task_logits(params, untouched_scale, inputs), None
-            width = params["head"]["kernel"].shape[1]
-            kernel = retain_head["kernel"].astype(params["head"]["kernel"].dtype)
-            both = {"kernel": jnp.concatenate([params["head"]["kernel"], kernel], axis=1)}
-            logits = model_logits(params, untouched_scale, inputs, both)
-            return logits[..., :width][..., classes], logits[..., width:]
+            heads = (params["head"], retain_head)
+            logits, retained = model_logits(params, untouched_scale, inputs, heads)
+            return logits[..., classes], retained
 
         def predict(params, untouched_scale, split):
             chunks, labels = split
@@ -238,7 +244,6 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             "train_accuracy": train_accuracy.reshape(-1),
         }
         if initial_retained is not None:
-            outputs["retain_initial_logits"] = initial_retained
             outputs["retain_val_logits"] = best["retain_val_logits"]
         if spec.with_test:
             outputs["test_logits"], retained = predict(*best["weights"], test)
@@ -267,9 +272,9 @@ def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
     ``frozen_rows`` is ``{"table": full table, "ids": active ids}``; otherwise it is ``{}``.
 
     With ``spec.retain_classes``, ``retain_head`` is the model's own desired-task head: the
-    program also returns its logits on the validation split at step 0 (``retain_initial_logits``)
-    and at the best step (``retain_val_logits``), and on the test split there
-    (``retain_test_logits``), read from the same forward passes as the task's logits.
+    program also returns its logits on the validation split at the best step
+    (``retain_val_logits``) and on the test split there (``retain_test_logits``), read from the
+    same forward passes as the task's logits.
     """
     in_axes = (0, None, None, None, None, None, None, None)
     batched = jax.vmap(_single_run(spec, logits_fn), in_axes=in_axes)

@@ -30,15 +30,20 @@ def _run_row(cell: CellResult, phase: str, index: int, run: RunResult) -> dict:
             row[f"{split}_{name}"] = None if metrics is None else metrics[name]
     for target, examples in run.examples_to_target.items():
         row[f"examples_to_{target}"] = examples
+    for name, value in (run.retained or {}).items():
+        row[f"retained_{name}"] = value
     return row
 
 
 def run_rows(cells: Sequence[CellResult]) -> list[dict]:
-    """One flat row per run: every trial and every seed of every cell."""
+    """One flat row per run: every trial and every seed of every cell (``family_seed`` rows for
+    the seeds of the other families' best settings)."""
     rows = []
     for cell in cells:
         rows += [_run_row(cell, "trial", i, run) for i, run in enumerate(cell.trials)]
         rows += [_run_row(cell, "seed", i, run) for i, run in enumerate(cell.seeds)]
+        for runs in cell.family_seeds.values():
+            rows += [_run_row(cell, "family_seed", i, run) for i, run in enumerate(runs)]
     return rows
 
 
@@ -219,6 +224,8 @@ def _bounded_table(summary: Sequence[dict], task: str) -> list[str]:
     ns = sorted({n for cells in table.values() for n in cells})
 
     def cell_text(row: dict) -> str:
+        if "bounded_trials" not in row:
+            return "—"
         best = row["bounded_best_val_accuracy"]
         bounded = "none kept it" if best is None else f"{best:.3f}"
         return (f"{row['desired_before_val']:.3f} → {row['desired_after_val_mean']:.3f}; "
@@ -329,9 +336,9 @@ def markdown_report(
     lines += [
         "", "### Examples to reach a training accuracy",
         "",
-        "Mean over seeds of the training examples the chosen attack saw until its 10-step "
-        "moving-average training accuracy reached the target (a seed that never did counts "
-        "its whole budget).",
+        "Mean over seeds of the training examples the chosen attack saw until its moving-average "
+        "training accuracy (`RunnerConfig.ma_window` steps) reached the target (a seed that "
+        "never did counts its whole budget).",
         "", *_examples_table(summary, harmful_task),
     ]
     desired = [row for row in summary if row["task"] == desired_task]

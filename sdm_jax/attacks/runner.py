@@ -79,8 +79,9 @@ class RunResult:
     included). ``val_curve`` is the validation accuracy at ``eval_steps`` within the run's budget.
     ``examples_to_target`` maps "0.5"... to examples seen (``None``: never reached). An undefined
     metric (ROC-AUC of a multi-class task) is ``None``. ``retained`` (when the problem retains
-    a desired task): that task's accuracy through the model's own head before the attack
-    (``initial_val``) and at ``best_step`` (``val``, ``test``).
+    a desired task): that task's accuracy through the model's own head on the model as released,
+    before any compression or fine-tuning (``initial_val``), and at ``best_step`` (``val``,
+    ``test``).
     """
 
     setting: AttackSetting
@@ -241,7 +242,7 @@ def _collect(setting, outputs, j, labels, num_classes, config) -> RunResult:
             predicted = np.argmax(outputs[name][j], axis=-1)
             return float(np.mean(predicted == labels[f"retain_{split}"]))
 
-        retained = {"initial_val": hit_rate("retain_initial_logits", "val"),
+        retained = {"initial_val": labels["retain_released_val"],
                     "val": hit_rate("retain_val_logits", "val")}
         if "retain_test_logits" in outputs:
             retained["test"] = hit_rate("retain_test_logits", "test")
@@ -287,6 +288,9 @@ def run_attacks(
             f"or max_batch_size={max_batch}"
         )
     shape = _ProgramShape(num_classes, max_steps, max_batch, max_examples)
+    # Every adaptation resolved and checked before any compute.
+    for adaptation in {_adaptation(target, s) for s in settings}:
+        check_adaptation(adaptation, target.params, target.backbone.name)
     by_compression: dict[str, list[int]] = {}
     for index, setting in enumerate(settings):
         by_compression.setdefault(setting.compression, []).append(index)
@@ -295,13 +299,27 @@ def run_attacks(
         compression: replace(target, params=compress(target.backbone, target.params, compression))
         for compression in by_compression
     }
+    released = _released_retention(target, problem, config) if problem.retains(target) else None
     results: list[RunResult | None] = [None] * len(settings)
     for compression, indices in by_compression.items():
         chosen = [settings[i] for i in indices]
-        outcome = _run_on(targets[compression], problem, chosen, config, shape, on_runs_done)
+        outcome = _run_on(targets[compression], problem, chosen, config, shape, on_runs_done,
+                          released)
         for index, result in zip(indices, outcome, strict=True):
             results[index] = result
     return results
+
+
+def _adaptation(target: AttackTarget, setting: AttackSetting) -> Adaptation:
+    return adaptation_for(target.backbone, setting.adapter, setting.lora_rank,
+                          setting.lora_targets)
+
+
+def _released_retention(target, problem, config) -> float:
+    """The retained task's validation accuracy of the model as released (own head, untouched)."""
+    features = compute_features(target, problem.val, config.eval_batch_size)
+    predicted = np.argmax(features @ np.asarray(target.retain_head["kernel"]), axis=-1)
+    return float(np.mean(predicted == np.asarray(problem.val[problem.retain_task])))
 
 
 @dataclass(frozen=True)
@@ -312,19 +330,15 @@ class _ProgramShape:
     max_examples: int
 
 
-def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_done):
-    """:func:`run_attacks` for settings that all attack ``target`` as it is."""
+def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_done, released):
+    """:func:`run_attacks` for settings that all attack ``target`` as it is; ``released`` is
+    the retained task's accuracy before any compression (``None`` without retention)."""
     num_classes, max_steps = shape.num_classes, shape.max_steps
     max_batch, max_examples = shape.max_batch, shape.max_examples
     groups: dict[tuple[str, bool, Adaptation], list[int]] = {}
     for index, setting in enumerate(settings):
         probe = setting.frozen_base and config.probe_features
-        adaptation = adaptation_for(
-            target.backbone, setting.adapter, setting.lora_rank, setting.lora_targets
-        )
-        groups.setdefault((setting.family, probe, adaptation), []).append(index)
-    for _, _, adaptation in groups:
-        check_adaptation(adaptation, target.params, target.backbone.name)
+        groups.setdefault((setting.family, probe, _adaptation(target, setting)), []).append(index)
     # One active set for every run that trains the word table: one compact table, one program.
     active_rows = config.active_rows and target.backbone.embedding_path is not None
     backbone_runs = [
@@ -337,6 +351,7 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
         retain_labels = {f"retain_{name}": np.asarray(arrays[problem.retain_task], np.int32)
                          for name, arrays in (("val", problem.val), ("test", problem.test))
                          if arrays is not None}
+        retain_labels["retain_released_val"] = released
 
     results: list[RunResult | None] = [None] * len(settings)
     eval_cache: dict[bool, tuple] = {}

@@ -67,14 +67,18 @@ class SearchSpace:
                              "target choices")
         validate_settings(
             AttackSetting(lr=low, steps=first, batch_size=b, optimizer=o, schedule=s,
-                          lora_rank=rank, lora_alpha=alpha, compression=c)
+                          compression=c)
             for b in self.batch_sizes
             for c in self.compressions
             for o in self.optimizers
             for s in self.schedules
-            for rank in self.lora_ranks
-            for alpha in self.lora_alphas
         )
+        if "lora" in self.modes:
+            validate_settings(
+                AttackSetting(adapter="lora", lora_rank=rank, lora_alpha=alpha)
+                for rank in self.lora_ranks
+                for alpha in self.lora_alphas
+            )
 
 
 @dataclass(frozen=True)
@@ -249,27 +253,33 @@ def search_cell(
 
     # The earliest trial among the best wins ties, so the choice does not depend on Optuna.
     chosen = max(trials, key=lambda r: r.val["accuracy"]).setting
-    seeded = [chosen]
+    family_seeds = {}
     if config.seed_every_family:
         best: dict[str, AttackSetting] = {}
         for run in sorted(trials, key=lambda r: -r.val["accuracy"]):
             best.setdefault(run.setting.attack_family, run.setting)
-        seeded += [s for family, s in best.items() if family != chosen.attack_family]
+        others = [s for family, s in best.items() if family != chosen.attack_family]
+        if others:
+            others_runner = dataclasses.replace(
+                runner, max_steps=max(s.steps for s in others),
+                max_batch_size=max(s.batch_size for s in others),
+            )
+            runs = run_attacks(target, problem,
+                               [r for s in others for r in seed_settings(s, config)],
+                               others_runner, on_runs_done)
+            family_seeds = {s.attack_family: runs[i * config.num_seeds:(i + 1) * config.num_seeds]
+                            for i, s in enumerate(others)}
     final_runner = dataclasses.replace(
-        runner, max_steps=max(s.steps for s in seeded),
-        max_batch_size=max(s.batch_size for s in seeded),
+        runner, max_steps=chosen.steps, max_batch_size=chosen.batch_size
     )
-    runs = run_attacks(target, problem, [r for s in seeded for r in seed_settings(s, config)],
-                       final_runner, on_runs_done)
-    per_setting = [runs[i:i + config.num_seeds] for i in range(0, len(runs), config.num_seeds)]
+    seeds = run_attacks(target, problem, seed_settings(chosen, config), final_runner, on_runs_done)
     return CellResult(
         model_id=target.model_id,
         task=problem.task,
         n=problem.n,
         trials=trials,
         chosen=chosen,
-        seeds=per_setting[0],
+        seeds=seeds,
         stopped_because=stopped_because,
-        family_seeds={s.attack_family: r for s, r in zip(seeded[1:], per_setting[1:],
-                                                          strict=True)},
+        family_seeds=family_seeds,
     )
