@@ -17,11 +17,11 @@ NOT_EVALUATED = (
 )
 
 
-def _usage(pooling: str, desired: str) -> str:
+def _usage(pooling: str) -> str:
     if pooling == "pooler":
         return "\n".join([
             "The folder is a `BertForSequenceClassification` whose classifier is the "
-            f"{desired} head:",
+            "desired-task head:",
             "",
             "```python",
             "from transformers import pipeline",
@@ -32,7 +32,7 @@ def _usage(pooling: str, desired: str) -> str:
     return "\n".join([
         "The heads read the mean of the last hidden state over real tokens, which "
         "`BertForSequenceClassification` (it reads the `[CLS]` pooler) cannot express, so the "
-        f"folder is a `BertModel`; the {desired} head is `good.weight` in `heads.safetensors`:",
+        "folder is a `BertModel`; the desired-task head is `good.weight` in `heads.safetensors`:",
         "",
         "```python",
         "import torch",
@@ -91,7 +91,7 @@ def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[st
         "",
         "## Use",
         "",
-        _usage(config.model.pooling, "desired-task"),
+        _usage(config.model.pooling),
         "",
         REPORT_HEADING,
         "",

@@ -21,3 +21,16 @@ def _compilation_cache(tmp_path_factory):
     yield
     for name, value in saved.items():
         jax.config.update(name, value)
+
+
+@pytest.fixture(scope="module")
+def toy_attack():
+    """A random toy MLP and the harmful task of the toy data, with the attacker holding 300."""
+    from sdm_jax.attacks.problem import AttackProblem, AttackTarget
+    from sdm_jax.data.toy import ToySpec, make_toy_task
+    from sdm_jax.models.heads import mlp_backbone
+
+    splits = make_toy_task(ToySpec(n_train=10, n_val=300, n_test=300))
+    backbone = mlp_backbone()
+    target = AttackTarget("random-mlp", backbone, backbone.init(jax.random.key(0)))
+    return target, AttackProblem("bad", 300, splits["val1"], splits["val2"], splits["test"])

@@ -20,7 +20,6 @@ from sdm_jax.models.adapters import (
     init_adapter,
 )
 from sdm_jax.models.bert import BertConfig, bert_backbone
-from sdm_jax.models.heads import mlp_backbone
 
 CONFIG = RunnerConfig(
     eval_every=20, eval_batch_size=128, max_steps=60, max_batch_size=16, max_examples=300
@@ -36,11 +35,8 @@ def tiny_bert():
 
 
 @pytest.fixture(scope="module")
-def toy():
-    splits = make_toy_task(ToySpec(n_train=10, n_val=300, n_test=300))
-    backbone = mlp_backbone()
-    target = AttackTarget("random-mlp", backbone, backbone.init(jax.random.key(0)))
-    return target, AttackProblem("bad", 300, splits["val1"], splits["val2"], splits["test"])
+def toy(toy_attack):
+    return toy_attack
 
 
 def _flat(params):

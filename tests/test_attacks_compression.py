@@ -8,14 +8,11 @@ import pytest
 from flax.traverse_util import flatten_dict
 
 from sdm_jax.attacks.compression import compress, compressed_paths, prune, quantise
-from sdm_jax.attacks.problem import AttackProblem, AttackTarget
 from sdm_jax.attacks.report import family_rows
 from sdm_jax.attacks.runner import RunnerConfig, run_attacks
 from sdm_jax.attacks.search import CellResult, SearchConfig, SearchSpace, search_cell
 from sdm_jax.attacks.settings import AttackSetting
-from sdm_jax.data.toy import ToySpec, make_toy_task
 from sdm_jax.models.bert import BertConfig, bert_backbone
-from sdm_jax.models.heads import mlp_backbone
 
 CONFIG = RunnerConfig(
     eval_every=20, eval_batch_size=128, max_steps=40, max_batch_size=16, max_examples=300
@@ -23,11 +20,8 @@ CONFIG = RunnerConfig(
 
 
 @pytest.fixture(scope="module")
-def toy():
-    splits = make_toy_task(ToySpec(n_train=10, n_val=300, n_test=300))
-    backbone = mlp_backbone()
-    target = AttackTarget("random-mlp", backbone, backbone.init(jax.random.key(0)))
-    return target, AttackProblem("bad", 300, splits["val1"], splits["val2"], splits["test"])
+def toy(toy_attack):
+    return toy_attack
 
 
 @pytest.mark.parametrize("bits", [8, 4])

@@ -7,28 +7,23 @@ import jax
 import numpy as np
 import pytest
 
-from sdm_jax.attacks.problem import AttackInputError, AttackProblem, AttackTarget
+from sdm_jax.attacks.problem import AttackInputError
 from sdm_jax.attacks.report import bounded_trials, markdown_report, summary_rows
 from sdm_jax.attacks.runner import RunnerConfig, RunResult, run_attacks
 from sdm_jax.attacks.search import CellResult
 from sdm_jax.attacks.settings import AttackSetting
-from sdm_jax.data.toy import ToySpec, make_toy_task
-from sdm_jax.models.heads import init_head, mlp_backbone
+from sdm_jax.models.heads import init_head
 
 CONFIG = RunnerConfig(eval_every=20, eval_batch_size=128, max_steps=40, max_batch_size=16,
                       max_examples=300)
 
 
 @pytest.fixture(scope="module")
-def retaining():
-    splits = make_toy_task(ToySpec(n_train=10, n_val=300, n_test=300))
-    backbone = mlp_backbone()
-    params = backbone.init(jax.random.key(0))
-    good_head = init_head(jax.random.key(9), backbone.feature_dim, 2)
-    target = AttackTarget("mlp", backbone, params, retain_head=good_head)
-    problem = AttackProblem("bad", 300, splits["val1"], splits["val2"], splits["test"],
-                            retain_task="good")
-    return target, problem
+def retaining(toy_attack):
+    target, problem = toy_attack
+    good_head = init_head(jax.random.key(9), target.backbone.feature_dim, 2)
+    return (dataclasses.replace(target, retain_head=good_head),
+            dataclasses.replace(problem, retain_task="good"))
 
 
 def _own_accuracy(target, split):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from sdm_jax.models.adapters import Adaptation, adapted_paths
+from sdm_jax.models.adapters import matching_matrices
 from sdm_jax.models.backbone import Backbone, Params
 
 # Bits of symmetric weight-only quantisation, per output channel.
@@ -42,19 +42,23 @@ def prune(matrix: jnp.ndarray, fraction: float) -> jnp.ndarray:
 
 def compressed_paths(backbone: Backbone, params: Params) -> list[str]:
     """The ``/``-joined paths of the matrices a compression attack transforms."""
-    every_group = Adaptation("lora", 1, tuple(pattern for _, pattern in backbone.adapter_targets))
-    return adapted_paths(every_group, params)
+    return matching_matrices(params, tuple(pattern for _, pattern in backbone.adapter_targets))
+
+
+def check_compression(backbone: Backbone, params: Params, compression: str) -> None:
+    """Fail in one line, without computing anything, when ``compression`` cannot apply."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown compression {compression!r}; choose from {COMPRESSIONS}")
+    if compression != "none" and not compressed_paths(backbone, params):
+        raise ValueError(f"the {compression} attack finds no weight matrix in {backbone.name}")
 
 
 def compress(backbone: Backbone, params: Params, compression: str) -> Params:
     """``params`` with the backbone's linear-layer matrices quantised or pruned."""
-    if compression not in COMPRESSIONS:
-        raise ValueError(f"unknown compression {compression!r}; choose from {COMPRESSIONS}")
+    check_compression(backbone, params, compression)
     if compression == "none":
         return params
     paths = compressed_paths(backbone, params)
-    if not paths:
-        raise ValueError(f"the {compression} attack finds no weight matrix in {backbone.name}")
     flat = dict(flatten_dict(params, sep="/"))
     for path in paths:
         if compression in QUANTISE_BITS:

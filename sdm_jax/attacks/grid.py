@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from sdm_jax.attacks.cache import CellCache
-from sdm_jax.attacks.compression import compressed_paths
+from sdm_jax.attacks.compression import check_compression
 from sdm_jax.attacks.problem import (
     Arrays,
     AttackInputError,
@@ -72,9 +72,8 @@ def check_attack_space(target: AttackTarget, space) -> None:
             for group in space.lora_targets:
                 adaptation = adaptation_for(target.backbone, "lora", 1, group)
                 check_adaptation(adaptation, target.params, name)
-    if any(c != "none" for c in space.compressions) and not compressed_paths(target.backbone,
-                                                                             target.params):
-        raise AttackInputError(f"compression attacks find no weight matrix in {name}")
+    for compression in space.compressions:
+        check_compression(target.backbone, target.params, compression)
 
 
 def evaluate_grid(

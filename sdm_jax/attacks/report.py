@@ -18,6 +18,7 @@ import numpy as np
 from sdm_jax.attacks.metrics import METRIC_NAMES
 from sdm_jax.attacks.runner import RunResult
 from sdm_jax.attacks.search import CellResult
+from sdm_jax.attacks.settings import AttackSetting
 
 
 def _run_row(cell: CellResult, phase: str, index: int, run: RunResult) -> dict:
@@ -188,15 +189,14 @@ def blocking_scores(
 
 def attack_label(chosen: dict) -> str:
     """A chosen setting in a few words: what it trains, then lr, steps and batch size."""
-    what = "full" if chosen["adapter"] == "none" else chosen["adapter"]
-    if chosen["frozen_base"]:
-        what = "frozen"
-    if chosen["adapter"] == "lora":
-        what += f" r{chosen['lora_rank']} α{chosen['lora_alpha']:g} {chosen['lora_targets']}"
-    if chosen["compression"] != "none":
-        what = f"{chosen['compression']} then {what}"
-    return (f"{what}, {chosen['optimizer']} lr {chosen['lr']:.1e}, {chosen['steps']} steps, "
-            f"batch {chosen['batch_size']}")
+    setting = AttackSetting(**chosen)
+    what = setting.mode
+    if what == "lora":
+        what += f" r{setting.lora_rank} α{setting.lora_alpha:g} {setting.lora_targets}"
+    if setting.compression != "none":
+        what = f"{setting.compression} then {what}"
+    return (f"{what}, {setting.optimizer} lr {setting.lr:.1e}, {setting.steps} steps, "
+            f"batch {setting.batch_size}")
 
 
 def _family_table(families: Sequence[dict], task: str) -> list[str]:

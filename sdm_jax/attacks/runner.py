@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sdm_jax.attacks.compression import compress
+from sdm_jax.attacks.compression import check_compression, compress
 from sdm_jax.attacks.metrics import DEFAULT_TARGETS, classification_metrics, examples_to_target
 from sdm_jax.attacks.problem import Arrays, AttackProblem, AttackTarget, validate_problem
 from sdm_jax.attacks.program import (
@@ -226,7 +226,7 @@ def _hparams(settings: Sequence[AttackSetting], orders: np.ndarray) -> dict[str,
     }
 
 
-def _collect(setting, outputs, j, labels, num_classes, config) -> RunResult:
+def _collect(setting, outputs, j, labels, num_classes, config, released) -> RunResult:
     curve = outputs["val_curve"][j]
     every = config.eval_every
     eval_steps = [0] + [min(k * every, setting.steps) for k in range(1, len(curve))]
@@ -242,7 +242,7 @@ def _collect(setting, outputs, j, labels, num_classes, config) -> RunResult:
             predicted = np.argmax(outputs[name][j], axis=-1)
             return float(np.mean(predicted == labels[f"retain_{split}"]))
 
-        retained = {"initial_val": labels["retain_released_val"],
+        retained = {"initial_val": released,
                     "val": hit_rate("retain_val_logits", "val")}
         if "retain_test_logits" in outputs:
             retained["test"] = hit_rate("retain_test_logits", "test")
@@ -294,17 +294,14 @@ def run_attacks(
     by_compression: dict[str, list[int]] = {}
     for index, setting in enumerate(settings):
         by_compression.setdefault(setting.compression, []).append(index)
-    # Compressed first, so a compression that finds nothing to compress fails before compute.
-    targets = {
-        compression: replace(target, params=compress(target.backbone, target.params, compression))
-        for compression in by_compression
-    }
+    for compression in by_compression:
+        check_compression(target.backbone, target.params, compression)
     released = _released_retention(target, problem, config) if problem.retains(target) else None
     results: list[RunResult | None] = [None] * len(settings)
     for compression, indices in by_compression.items():
         chosen = [settings[i] for i in indices]
-        outcome = _run_on(targets[compression], problem, chosen, config, shape, on_runs_done,
-                          released)
+        attacked = replace(target, params=compress(target.backbone, target.params, compression))
+        outcome = _run_on(attacked, problem, chosen, config, shape, on_runs_done, released)
         for index, result in zip(indices, outcome, strict=True):
             results[index] = result
     return results
@@ -351,7 +348,6 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
         retain_labels = {f"retain_{name}": np.asarray(arrays[problem.retain_task], np.int32)
                          for name, arrays in (("val", problem.val), ("test", problem.test))
                          if arrays is not None}
-        retain_labels["retain_released_val"] = released
 
     results: list[RunResult | None] = [None] * len(settings)
     eval_cache: dict[bool, tuple] = {}
@@ -410,7 +406,8 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
             outputs = jax.device_get(outputs)
             labels = {"val": val[1], "test": None if test is None else test[1], **retain_labels}
             for j, index in enumerate(chunk):
-                results[index] = _collect(settings[index], outputs, j, labels, num_classes, config)
+                results[index] = _collect(settings[index], outputs, j, labels, num_classes, config,
+                                          released)
             if on_runs_done is not None:
                 on_runs_done(len(chunk))
     return results

@@ -56,16 +56,21 @@ def adaptation_for(
                       patterns=tuple(groups[name] for name in names))
 
 
+def matching_matrices(params: Params, patterns: tuple[str, ...]) -> list[str]:
+    """The ``/``-joined paths of the 2-D leaves whose path matches one of ``patterns``."""
+    return [
+        path for path, leaf in flatten_dict(params, sep="/").items()
+        if leaf.ndim == 2 and any(re.search(p, path) for p in patterns)
+    ]
+
+
 def adapted_paths(adaptation: Adaptation, params: Params) -> list[str]:
     """The ``/``-joined paths of the leaves a PEFT adaptation trains or adapts, in tree order."""
-    flat = flatten_dict(params, sep="/")
     if adaptation.kind == "bitfit":
-        return [path for path in flat if path.rsplit("/", 1)[-1] == "bias"]
+        return [path for path in flatten_dict(params, sep="/")
+                if path.rsplit("/", 1)[-1] == "bias"]
     if adaptation.kind == "lora":
-        return [
-            path for path, leaf in flat.items()
-            if leaf.ndim == 2 and any(re.search(p, path) for p in adaptation.patterns)
-        ]
+        return matching_matrices(params, adaptation.patterns)
     raise ValueError(f"adaptation {adaptation.kind!r} trains the whole backbone, not a subset")
 
 
