@@ -27,9 +27,9 @@ from sdm_jax.attacks import (
     evaluate_grid,
     write_report,
 )
-from sdm_jax.attacks.metrics import accuracy
 from sdm_jax.attacks.report import repeat_rows, repeats_markdown, summary_rows
 from sdm_jax.config import Config, load_config
+from sdm_jax.fine_tune import accuracy
 from sdm_jax.model_card import CARD, with_report
 from sdm_jax.models import (
     CheckpointError,
@@ -171,8 +171,8 @@ def own_head_accuracy(target: AttackTarget, head: Params, task: PreparedTask, sp
     features = compute_features(target, arrays, chunk_size=FEATURE_CHUNK)
     logits = np.asarray(head_logits(head, features))
     good, bad = split_logits(logits, task.num_good)
-    return {"good": accuracy(arrays["good"], good.argmax(-1)),
-            "bad": accuracy(arrays["bad"], bad.argmax(-1))}
+    return {"good": float(accuracy(good, arrays["good"])),
+            "bad": float(accuracy(bad, arrays["bad"]))}
 
 
 def retention_markdown(rows: Mapping[str, Mapping[str, float]], split: str) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from sdm_jax.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from sdm_jax.blocking.settings import MLACSettings
@@ -32,6 +31,7 @@ from sdm_jax.data import (
 )
 from sdm_jax.data.sources import DEFAULT_CACHE
 from sdm_jax.data.toy import TOY_LABEL_NAMES
+from sdm_jax.fine_tune import cross_entropy, direction, take_step
 from sdm_jax.model_card import CARD, model_card
 from sdm_jax.models import (
     Encoder,
@@ -146,23 +146,22 @@ def pretrain_on_both_tasks(
     key = jax.random.PRNGKey(config.train.seed)
     model = {"backbone": params, "head": init_head(jax.random.fold_in(key, 1),
                                                    backbone.feature_dim, num_good + num_bad)}
-    optimizer = optax.adam(config.model.pretrain_lr)
+    transform = direction("adam")
     sampler = BatchSampler(train, config.train.batch_size, seed=config.train.seed + 7)
     batches = sampler.next_stacked(config.model.pretrain_steps)
 
     def loss(model, batch):
         logits = head_logits(model["head"], backbone.features(model["backbone"], batch))
         good, bad = split_logits(logits, num_good)
-        return sum(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, batch[k]))
-                   for z, k in ((good, "good"), (bad, "bad")))
+        weight = jnp.ones(batch["good"].shape, jnp.float32)
+        return sum(cross_entropy(z, batch[k], weight)
+                   for z, k in ((good, "good"), (bad, "bad"))), None
 
     def step(carry, batch):
-        model, opt_state = carry
-        grads = jax.grad(loss)(model, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, model)
-        return (optax.apply_updates(model, updates), opt_state), None
+        model, opt_state, _ = take_step(loss, transform, *carry, batch, config.model.pretrain_lr)
+        return (model, opt_state), None
 
-    (model, _), _ = jax.jit(lambda m, b: jax.lax.scan(step, (m, optimizer.init(m)), b))(
+    (model, _), _ = jax.jit(lambda m, b: jax.lax.scan(step, (m, transform.init(m)), b))(
         model, batches)
     return model["backbone"], model["head"]
 

@@ -9,7 +9,6 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from sdm_jax.attacks.metrics import (
-    accuracy,
     balanced_accuracy,
     classification_metrics,
     examples_to_target,
@@ -18,16 +17,16 @@ from sdm_jax.attacks.metrics import (
 )
 from sdm_jax.attacks.settings import (
     AttackSetting,
-    direction_transform,
     schedule_factor,
     validate_settings,
 )
+from sdm_jax.fine_tune import accuracy, direction
 
 
 def test_accuracy_and_balanced_accuracy_by_hand():
     labels = np.array([0, 0, 0, 1])
     predictions = np.array([0, 0, 1, 1])
-    assert accuracy(labels, predictions) == pytest.approx(0.75)
+    assert float(accuracy(np.eye(2)[predictions], labels)) == pytest.approx(0.75)
     # recall of class 0 is 2/3, of class 1 is 1/1; class 2 is absent and ignored
     assert balanced_accuracy(labels, predictions, 3) == pytest.approx((2 / 3 + 1) / 2)
 
@@ -93,15 +92,15 @@ def test_bad_settings_fail_with_one_line(setting, message):
         ("adam", 0.0, 0.01, optax.adamw(0.1, eps=1e-8, weight_decay=0.01)),
         ("sgd", 0.9, 0.0, optax.sgd(0.1, momentum=0.9)),
         ("sgd", 0.0, 0.0, optax.sgd(0.1)),
-        ("rmsprop", 0.0, 0.0, optax.rmsprop(0.1)),
+        ("rmsprop", 0.0, 0.0, optax.rmsprop(0.1, decay=0.99)),
     ],
 )
 def test_direction_times_learning_rate_matches_optax(family, momentum, weight_decay, reference):
     params = {"w": jnp.array([1.0, -2.0, 3.0])}
-    ours = direction_transform(family, momentum, weight_decay)
+    ours = direction(family, momentum=momentum, weight_decay=weight_decay)
     ours_state, reference_state = ours.init(params), reference.init(params)
     for step in range(3):
         grads = {"w": jnp.array([0.5, -1.0, 0.25]) * (step + 1)}
-        direction, ours_state = ours.update(grads, ours_state, params)
+        step, ours_state = ours.update(grads, ours_state, params)
         expected, reference_state = reference.update(grads, reference_state, params)
-        np.testing.assert_allclose(-0.1 * direction["w"], expected["w"], rtol=1e-6)
+        np.testing.assert_allclose(-0.1 * step["w"], expected["w"], rtol=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdm_jax.blocking import AttackerDraw, MLACSettings, run_attacker
-from sdm_jax.blocking.losses import cross_entropy
+from sdm_jax.fine_tune import cross_entropy
 from sdm_jax.models.bert import BertConfig, bert_backbone
 from sdm_jax.models.heads import init_head
 

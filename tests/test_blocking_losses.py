@@ -9,7 +9,6 @@ import pytest
 from scipy.optimize import minimize
 
 from sdm_jax.blocking.losses import (
-    cross_entropy,
     entropy,
     inverse_cross_entropy,
     kl_to_uniform,
@@ -18,6 +17,7 @@ from sdm_jax.blocking.losses import (
 )
 from sdm_jax.blocking.objective import late_step_weights, signed_total
 from sdm_jax.blocking.settings import ALL_TERMS, MAXIMISED_TERMS, MLACSettings
+from sdm_jax.fine_tune import cross_entropy
 
 LOGITS = jnp.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5], [-3.0, 1.0, 0.0]])
 LABELS = jnp.array([0, 2, 1])

@@ -19,13 +19,14 @@ from sdm_jax.blocking import (
     run_attacker,
 )
 from sdm_jax.blocking.attacker import learned_inner_lr
-from sdm_jax.blocking.losses import cross_entropy, global_norm, inverse_cross_entropy, linear_mi
+from sdm_jax.blocking.losses import inverse_cross_entropy, linear_mi
 from sdm_jax.blocking.outer import (
     _project_meta_params,
     check_meta_batch,
     init_meta_params,
     meta_optimizer,
 )
+from sdm_jax.fine_tune import cross_entropy, global_norm
 from sdm_jax.models.backbone import Backbone
 from sdm_jax.models.heads import mlp_backbone
 

@@ -16,7 +16,6 @@ from sdm_jax.attacks.grid import SplitRoles, build_problems, evaluate_grid
 from sdm_jax.attacks.metrics import (
     DEFAULT_TARGETS,
     METRIC_NAMES,
-    accuracy,
     balanced_accuracy,
     classification_metrics,
     examples_to_target,
@@ -33,13 +32,12 @@ from sdm_jax.attacks.report import (
 from sdm_jax.attacks.report_io import blocking_figure, write_report
 from sdm_jax.attacks.runner import RunnerConfig, RunResult, compute_features, run_attacks
 from sdm_jax.attacks.search import CellResult, SearchConfig, SearchSpace, search_cell
-from sdm_jax.attacks.settings import OPTIMIZER_FAMILY, SCHEDULES, AttackSetting
+from sdm_jax.attacks.settings import SCHEDULES, AttackSetting
 from sdm_jax.attacks.timing import time_vectorised_vs_sequential
 
 __all__ = [
     "DEFAULT_TARGETS",
     "METRIC_NAMES",
-    "OPTIMIZER_FAMILY",
     "SCHEDULES",
     "AttackInputError",
     "AttackProblem",
@@ -52,7 +50,6 @@ __all__ = [
     "SearchConfig",
     "SearchSpace",
     "SplitRoles",
-    "accuracy",
     "balanced_accuracy",
     "blocking_figure",
     "blocking_scores",

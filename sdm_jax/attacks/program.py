@@ -15,11 +15,12 @@ with the adapter applied to the frozen ``backbone_params``.
 
 Active rows (``ProgramSpec.active_rows``): a text backbone's word table is trained as a compact
 table of the rows the attacker's examples use, and evaluation reads the rows outside it from the
-full table (see :func:`active_rows_features`). A row no training batch touches has a zero
-gradient at every step, so Adam, RMSprop and SGD (with momentum) never move it; decoupled weight
-decay shrinks it by ``1 - lr_t * weight_decay`` per step, a factor the program tracks per run.
-So the results equal the dense program's (up to float rounding) while the optimizer and the
-table gradient work on a few thousand rows instead of the whole vocabulary.
+full table (:func:`sdm_jax.models.active_rows.active_rows_features`). A row no training batch
+touches has a zero gradient at every step, so Adam, RMSprop and SGD (with momentum) never move
+it; decoupled weight decay shrinks it by ``1 - lr_t * weight_decay`` per step, a factor the
+program tracks per run. So the results equal the dense program's (up to float rounding) while
+the optimizer and the table gradient work on a few thousand rows instead of the whole
+vocabulary.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from sdm_jax.attacks.settings import direction_transform, schedule_factor
-from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, get_path, replace_path
+from sdm_jax.attacks.settings import schedule_factor
+from sdm_jax.fine_tune import accuracy, cross_entropy, direction, take_step
 from sdm_jax.models.adapters import Adaptation, apply_adapter, init_adapter
 from sdm_jax.models.heads import head_logits, init_head
 
@@ -86,44 +86,6 @@ def backbone_logits(features_fn: Callable) -> Callable:
     return logits
 
 
-@functools.lru_cache(maxsize=16)
-def active_rows_features(features_fn: Callable, embedding_path: tuple[str, ...]) -> Callable:
-    """``features_fn`` over ``{"compact": ..., "rest": ...}`` for batches of vocabulary ids.
-
-    ``compact`` is the backbone's params with the word table at ``embedding_path`` cut to the
-    active rows (the trained part); ``rest`` holds ``table`` (the full ``[vocab, H]`` table),
-    ``ids`` (the sorted active ids, id 0 first, padded with copies of the largest) and ``scale``
-    (how much every row outside ``ids`` has shrunk so far; 1 without weight decay). Each token's
-    vector is its compact row when its id is active, else its scaled full row; the backbone then
-    reads them from a per-token table (row 0 the padding row, so id 0 still means padding).
-    Cached, so repeated calls hand ``compiled_program`` the same function.
-    """
-
-    def features(params, batch):
-        compact_params, rest = params["compact"], params["rest"]
-        compact = get_path(compact_params, embedding_path)
-        ids = batch[TOKEN_KEY]
-        position = jnp.minimum(jnp.searchsorted(rest["ids"], ids), rest["ids"].shape[0] - 1)
-        active = (rest["ids"][position] == ids)[..., None]
-        untouched = rest["scale"] * jnp.take(rest["table"], ids, axis=0)
-        words = jnp.where(active, jnp.take(compact, position, axis=0), untouched)
-        per_token = jnp.concatenate([compact[:1], words.reshape(-1, compact.shape[-1])])
-        token_index = 1 + jnp.arange(ids.size, dtype=ids.dtype).reshape(ids.shape)
-        token_ids = jnp.where(ids == PAD_ID, PAD_ID, token_index)
-        backbone_params = replace_path(compact_params, embedding_path, per_token)
-        return features_fn(backbone_params, {**batch, TOKEN_KEY: token_ids})
-
-    return features
-
-
-def _weighted_mean(values, weight):
-    return jnp.sum(weight * values) / jnp.maximum(jnp.sum(weight), 1e-9)
-
-
-def _accuracy(logits, split):
-    return jnp.mean((jnp.argmax(logits, axis=-1) == split[1]).astype(jnp.float32))
-
-
 def _single_run(spec: ProgramSpec, logits_fn: Callable):
     """One run as a pure function; the caller ``vmap``s it over runs."""
     classes = slice(spec.logit_offset, spec.logit_offset + spec.num_classes)
@@ -169,7 +131,10 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
         if peft:
             trained = init_adapter(adaptation, backbone_params, jax.random.fold_in(run_key, 1))
         params = {"backbone": trained, "head": head}
-        transform = direction_transform(spec.family, hparams["momentum"], hparams["weight_decay"])
+        transform = direction(
+            spec.family, momentum=hparams["momentum"], weight_decay=hparams["weight_decay"]
+        )
+        trained = {"backbone": 1.0 - hparams["frozen"]}
         rows = jnp.arange(spec.max_batch)
         weight = (rows < hparams["batch_size"]).astype(jnp.float32)
 
@@ -180,35 +145,29 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             batch = jax.tree.map(lambda column: column[example], train)
             labels = batch.pop(LABEL)
 
-            def loss_fn(params):
+            def loss_fn(params, batch):
                 logits = task_logits(params, untouched_scale, batch)
-                losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-                return _weighted_mean(losses, weight), logits
+                return cross_entropy(logits, labels, weight), logits
 
-            (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-            direction, new_opt_state = transform.update(grads, opt_state, params)
-            scale = -hparams["lr"] * schedule_factor(
+            learning_rate = hparams["lr"] * schedule_factor(
                 step, hparams["steps"], hparams["warmup_steps"], hparams["schedule"]
             )
-            backbone_scale = scale * (1.0 - hparams["frozen"])
-            updates = {
-                "backbone": jax.tree.map(lambda u: u * backbone_scale, direction["backbone"]),
-                "head": jax.tree.map(lambda u: u * scale, direction["head"]),
-            }
+            new_params, new_opt_state, outcome = take_step(
+                loss_fn, transform, params, opt_state, batch, learning_rate, trained=trained
+            )
             # A row with zero gradient and zero moments moves by its weight decay alone.
-            decay = 1.0 + backbone_scale * hparams["weight_decay"]
-            new = (optax.apply_updates(params, updates), new_opt_state, untouched_scale * decay)
+            decay = 1.0 - learning_rate * trained["backbone"] * hparams["weight_decay"]
+            new = (new_params, new_opt_state, untouched_scale * decay)
             active = step < hparams["steps"]
             carry = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, carry)
-            return carry, _weighted_mean(hits, weight)
+            return carry, accuracy(outcome.aux, labels, weight)
 
         def block(carry, index):
             state, best = carry
             steps = index * spec.eval_every + jnp.arange(spec.eval_every)
             state, train_accuracy = jax.lax.scan(train_step, state, steps)
             logits, retained = predict(state[0], state[2], val)
-            val_accuracy = _accuracy(logits, val)
+            val_accuracy = accuracy(logits, val[1])
             # The first evaluation at or after the run's budget sees its final weights; later
             # ones repeat it and are not candidates.
             in_budget = index * spec.eval_every < hparams["steps"]
@@ -223,7 +182,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
 
         initial_scale = jnp.ones((), jnp.float32)
         initial_logits, initial_retained = predict(params, initial_scale, val)
-        initial_accuracy = _accuracy(initial_logits, val)
+        initial_accuracy = accuracy(initial_logits, val[1])
         best = {
             "accuracy": initial_accuracy,
             "index": jnp.int32(0),
@@ -268,7 +227,8 @@ def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
     and the training-batch accuracy of every step (``train_accuracy``).
 
     With ``spec.active_rows``, ``backbone_params`` hold the compact word table, ``logits_fn``
-    reads ``{"compact": ..., "rest": ...}`` (see :func:`active_rows_features`) and
+    reads ``{"compact": ..., "rest": ...}`` (see
+    :func:`sdm_jax.models.active_rows.active_rows_features`) and
     ``frozen_rows`` is ``{"table": full table, "ids": active ids}``; otherwise it is ``{}``.
 
     With ``spec.retain_classes``, ``retain_head`` is the model's own desired-task head: the

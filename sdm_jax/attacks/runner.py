@@ -27,14 +27,19 @@ from sdm_jax.attacks.program import (
     LABEL,
     PROBE_INPUT,
     ProgramSpec,
-    active_rows_features,
     backbone_logits,
     compiled_program,
     probe_logits,
 )
 from sdm_jax.attacks.settings import AttackSetting, validate_settings
-from sdm_jax.blocking.active_rows import PAD_ID, TOKEN_KEY, compact_embedding, get_path
 from sdm_jax.data.sampler import random_subset
+from sdm_jax.models.active_rows import (
+    TOKEN_KEY,
+    active_rows_features,
+    compact_embedding,
+    get_path,
+    host_active_ids,
+)
 from sdm_jax.models.adapters import Adaptation, adaptation_for, check_adaptation
 
 # Active-row tables are padded to a multiple of this, so similar attacker sets share a program.
@@ -187,9 +192,7 @@ def attacker_token_ids(problem, settings, vocab_size: int) -> np.ndarray:
     multiple of ``ACTIVE_ROWS_MULTIPLE`` (at most ``vocab_size``) with copies of the largest."""
     rows = np.unique(np.concatenate(_attacker_pools(problem, settings)))
     tokens = np.asarray(problem.train[TOKEN_KEY])[rows]
-    ids = np.union1d(tokens.reshape(-1), [PAD_ID]).astype(np.int32)
-    size = min(-(-len(ids) // ACTIVE_ROWS_MULTIPLE) * ACTIVE_ROWS_MULTIPLE, vocab_size)
-    return np.concatenate([ids, np.full(size - len(ids), ids[-1], np.int32)])
+    return host_active_ids(tokens, ACTIVE_ROWS_MULTIPLE, vocab_size)
 
 
 def _program_model(target, problem, backbone_runs, path: str, active_rows: bool) -> tuple:

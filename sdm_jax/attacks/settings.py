@@ -16,29 +16,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jax.numpy as jnp
-import optax
 
 from sdm_jax.attacks.compression import COMPRESSIONS
+from sdm_jax.fine_tune import OPTIMIZERS
 from sdm_jax.models.adapters import ADAPTERS
 
-OPTIMIZER_FAMILY = {
-    "adam": "adam",
-    "adamw": "adam",
-    "sgd": "sgd",
-    "sgd_momentum": "sgd",
-    "rmsprop": "rmsprop",
-}
 SCHEDULES = ("constant", "linear", "cosine")
 # What an attack trains, as eval.py --attack-modes names it: full fine-tuning, a linear probe
 # on frozen features, or one of the parameter-efficient adapters.
 ATTACK_MODES = ("full", "frozen", "bitfit", "lora")
 _SCHEDULE_CODE = {name: code for code, name in enumerate(SCHEDULES)}
-
-# Defaults of torch.optim / optax for the fields a setting leaves at None.
-_DEFAULT_WEIGHT_DECAY = {"adamw": 0.01}
-_DEFAULT_MOMENTUM = {"sgd_momentum": 0.9}
-_RMSPROP_DECAY = 0.9
-_EPS = 1e-8
 
 
 @dataclass(frozen=True)
@@ -49,8 +36,9 @@ class AttackSetting:
     weight-0 padding up to the program's fixed shape). ``frozen_base`` trains the head only (a
     linear probe on the backbone's features). ``warmup_steps`` ramps the learning rate linearly
     from ~0; ``linear`` and ``cosine`` then decay it to 0 at ``steps``. ``weight_decay`` is
-    decoupled (AdamW-style) for every optimizer; ``None`` means the optimizer's usual default
-    (0.01 for AdamW, 0 otherwise). ``momentum`` is used by ``sgd_momentum`` only (default 0.9).
+    decoupled (AdamW-style) for every optimizer; ``None`` means the optimizer's default in
+    :data:`sdm_jax.fine_tune.OPTIMIZERS` (0.01 for AdamW, 0 otherwise). ``momentum`` is used by
+    ``sgd_momentum`` only (default 0.9).
     ``seed`` draws the fresh head and the batch order; ``data_seed`` draws which ``n`` examples
     the attacker holds. ``adapter`` trains BitFit's biases or LoRA adapters (rank
     ``lora_rank``, scale ``lora_alpha / lora_rank``, on the backbone's ``lora_targets`` groups,
@@ -94,19 +82,20 @@ class AttackSetting:
 
     @property
     def family(self) -> str:
-        return OPTIMIZER_FAMILY[self.optimizer]
+        return OPTIMIZERS[self.optimizer].family
 
     @property
     def effective_weight_decay(self) -> float:
         if self.weight_decay is not None:
             return float(self.weight_decay)
-        return _DEFAULT_WEIGHT_DECAY.get(self.optimizer, 0.0)
+        return OPTIMIZERS[self.optimizer].weight_decay
 
     @property
     def effective_momentum(self) -> float:
-        if self.optimizer != "sgd_momentum":
+        default = OPTIMIZERS[self.optimizer].momentum
+        if not default:
             return 0.0
-        return _DEFAULT_MOMENTUM["sgd_momentum"] if self.momentum is None else float(self.momentum)
+        return default if self.momentum is None else float(self.momentum)
 
     @property
     def schedule_code(self) -> int:
@@ -123,10 +112,10 @@ def validate_settings(settings: Iterable[AttackSetting]) -> list[AttackSetting]:
         raise ValueError("no attack settings given")
     for index, setting in enumerate(checked):
         where = f"attack setting {index}"
-        if setting.optimizer not in OPTIMIZER_FAMILY:
+        if setting.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"{where}: unknown optimizer {setting.optimizer!r}; "
-                f"choose from {sorted(OPTIMIZER_FAMILY)}"
+                f"choose from {sorted(OPTIMIZERS)}"
             )
         if setting.schedule not in SCHEDULES:
             raise ValueError(f"{where}: unknown schedule {setting.schedule!r}; choose {SCHEDULES}")
@@ -170,21 +159,3 @@ def schedule_factor(step, total_steps, warmup_steps, schedule_code):
         1.0,
     )
     return warm * decay
-
-
-def direction_transform(family: str, momentum, weight_decay) -> optax.GradientTransformation:
-    """The optimizer without its learning rate: the runner scales by ``-lr * schedule`` itself.
-
-    ``momentum`` and ``weight_decay`` may be traced per-run scalars. ``trace(decay=0)`` is plain
-    SGD exactly, and ``add_decayed_weights(0)`` is a no-op, which is what lets Adam and AdamW (and
-    SGD with and without momentum) share a program.
-    """
-    if family == "adam":
-        base = optax.scale_by_adam(eps=_EPS)
-    elif family == "sgd":
-        base = optax.trace(decay=momentum)
-    elif family == "rmsprop":
-        base = optax.scale_by_rms(decay=_RMSPROP_DECAY, eps=_EPS)
-    else:
-        raise ValueError(f"unknown optimizer family {family!r}")
-    return optax.chain(base, optax.add_decayed_weights(weight_decay))

@@ -24,12 +24,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from sdm_jax.blocking import active_rows
-from sdm_jax.blocking.losses import cross_entropy, global_norm
-from sdm_jax.blocking.optimizers import InnerOptimizer, clip_by_global_norm
+from sdm_jax.blocking.optimizers import inner_direction
 from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.fine_tune import cross_entropy, global_norm, mask_parts, take_step
+from sdm_jax.models import active_rows
 from sdm_jax.models.adapters import Adaptation, adaptation_for, apply_adapter, init_adapter
 from sdm_jax.models.backbone import Backbone, Batch, Params
 from sdm_jax.models.heads import head_logits, init_head
@@ -124,15 +123,10 @@ def _with_adapters(params: Params, adaptation: Adaptation | None, scale: float) 
     return {"backbone": backbone, "head": params["head"]}
 
 
-def _mask_trained(tree: Params, draw: AttackerDraw) -> Params:
-    """Zero the parts of ``tree`` (gradients or updates) this attacker does not train."""
-    masked = dict(tree)
-    masks = {"backbone": draw.train_backbone, "lora": draw.train_lora}
-    for part, mask in masks.items():
-        if part in tree:
-            mask = jnp.asarray(mask)
-            masked[part] = jax.tree.map(lambda x, m=mask: x * m.astype(x.dtype), tree[part])
-    return masked
+def _trained_parts(draw: AttackerDraw) -> dict:
+    """What this attacker trains, as :func:`sdm_jax.fine_tune.take_step`'s 0/1 factors (the
+    head always)."""
+    return {"backbone": draw.train_backbone, "lora": draw.train_lora}
 
 
 def _add_noise(params: Params, key: jax.Array, std: float) -> Params:
@@ -143,12 +137,6 @@ def _add_noise(params: Params, key: jax.Array, std: float) -> Params:
         for leaf, k in zip(leaves, keys, strict=True)
     ]
     return jax.tree.unflatten(treedef, noisy)
-
-
-def _straight_through(updates: Params, learning_rate: jax.Array) -> Params:
-    """First-order step: the update is a constant except for its direct factor ``lr``."""
-    factor = learning_rate / jax.lax.stop_gradient(learning_rate)
-    return jax.tree.map(lambda u: factor.astype(u.dtype) * jax.lax.stop_gradient(u), updates)
 
 
 def sqrt_chunks(length: int) -> tuple[int, int]:
@@ -231,7 +219,8 @@ def run_attacker(
         loss = cross_entropy(logits[..., start:stop], batch[label_key], batch["weight"])
         return loss, (logits, features)
 
-    optimizer = InnerOptimizer(draw.learning_rate, draw.optimizer_index, settings)
+    optimizer = inner_direction(draw.optimizer_index, settings)
+    trained = _trained_parts(draw)
     noise_keys = jax.random.split(draw.noise_key, steps)
 
     def inner_step(carry, xs):
@@ -241,17 +230,11 @@ def run_attacker(
         if settings.param_noise_std > 0:
             model_part = {"backbone": phi["backbone"], "head": phi["head"]}
             phi = {**phi, **_add_noise(model_part, noise_key, settings.param_noise_std)}
-        (loss, _), grads = jax.value_and_grad(task_loss, has_aux=True)(phi, batch)
-        grads = _mask_trained(grads, draw)
-        norm = global_norm(grads)
-        grads = clip_by_global_norm(grads, norm, settings.inner_grad_clip)
-        if settings.first_order:
-            grads, opt_state = jax.lax.stop_gradient((grads, opt_state))
-        updates, opt_state = optimizer.update(grads, opt_state, phi)
-        updates = _mask_trained(updates, draw)
-        if settings.first_order:
-            updates = _straight_through(updates, draw.learning_rate)
-        return (optax.apply_updates(phi, updates), opt_state), (outer_logits, norm, loss)
+        phi, opt_state, outcome = take_step(
+            task_loss, optimizer, phi, opt_state, batch, draw.learning_rate, trained=trained,
+            max_grad_norm=settings.inner_grad_clip, first_order=settings.first_order,
+        )
+        return (phi, opt_state), (outer_logits, outcome.grad_norm, outcome.loss)
 
     carry = (params, optimizer.init(params))
     (adapted, _), (logits, norms, losses) = unroll(
@@ -262,7 +245,7 @@ def run_attacker(
         (_, (final_logits, final_features)), grads = jax.value_and_grad(task_loss, has_aux=True)(
             adapted, outer_batch
         )
-        final_norm = global_norm(_mask_trained(grads, draw))
+        final_norm = global_norm(mask_parts(grads, trained))
     else:
         final_logits, final_features = model(adapted, outer_batch)
         final_norm = jnp.zeros((), final_logits.dtype)

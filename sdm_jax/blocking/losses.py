@@ -1,4 +1,5 @@
-"""Per-example losses reduced as weighted means, and the bounded linear read-out (linear MI).
+"""The blocking objective's losses beyond the task's own cross-entropy (which lives with the
+optimizer step in :mod:`sdm_jax.fine_tune`), and the bounded linear read-out (linear MI).
 
 Every batch carries a per-example ``weight`` (0 on padding rows), so each reduction here is
 ``sum(w * loss) / sum(w)``, guarded against an all-padding batch.
@@ -9,27 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-TINY = 1e-12
-
-
-def weighted_mean(values: jax.Array, weight: jax.Array) -> jax.Array:
-    """Mean of ``values [..., B]`` over the last axis with per-example ``weight [B]``."""
-    weight = weight.astype(values.dtype)
-    return jnp.sum(values * weight, axis=-1) / jnp.maximum(jnp.sum(weight), 1e-9)
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array, weight: jax.Array) -> jax.Array:
-    """Weighted softmax cross-entropy; ``logits [..., B, C]``, ``labels [B]`` -> ``[...]``."""
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(
-        log_probs, jnp.broadcast_to(labels[:, None], log_probs.shape[:-1] + (1,)), axis=-1
-    )[..., 0]
-    return weighted_mean(-picked, weight)
-
-
-def accuracy(logits: jax.Array, labels: jax.Array, weight: jax.Array) -> jax.Array:
-    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
-    return weighted_mean(correct, weight)
+from sdm_jax.fine_tune import accuracy, cross_entropy, weighted_mean
 
 
 def entropy(logits: jax.Array, weight: jax.Array) -> jax.Array:
@@ -53,12 +34,6 @@ def inverse_cross_entropy(logits: jax.Array, labels: jax.Array, weight: jax.Arra
     others = jax.nn.logsumexp(jnp.where(is_true, -jnp.inf, logits), axis=-1)
     per_example = jax.nn.logsumexp(logits, axis=-1) - others
     return weighted_mean(per_example, weight)
-
-
-def global_norm(tree) -> jax.Array:
-    """L2 norm over all leaves, smooth at zero so its gradient never divides by zero."""
-    squares = sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(tree))
-    return jnp.sqrt(squares + TINY)
 
 
 def solve_linear_readout(

@@ -19,16 +19,9 @@ from sdm_jax.blocking.attacker import (
     forward,
     run_attacker,
 )
-from sdm_jax.blocking.losses import (
-    accuracy,
-    cross_entropy,
-    entropy,
-    inverse_cross_entropy,
-    kl_to_uniform,
-    linear_mi,
-    weighted_mean,
-)
+from sdm_jax.blocking.losses import entropy, inverse_cross_entropy, kl_to_uniform, linear_mi
 from sdm_jax.blocking.settings import MAXIMISED_TERMS, MLACSettings
+from sdm_jax.fine_tune import accuracy, cross_entropy, weighted_mean
 from sdm_jax.models.backbone import Backbone, Batch, Params
 from sdm_jax.models.heads import split_logits
 

@@ -1,14 +1,12 @@
-"""The attacker's optimizers: optax transformations with a differentiable learning rate.
+"""The simulated attacker's optimizer: the kinds of :data:`sdm_jax.fine_tune.OPTIMIZERS` an
+attacker may draw, as one transform whose state has the same structure for every attacker.
 
-An attacker draws one optimizer kind from ``MLACSettings.inner_optimizers``. The state carried
-through the inner ``scan`` must have one structure for every attacker, so it is the *tuple* of
-the states of all enabled kinds; one step updates only the drawn kind's state, chosen with
-``lax.switch``. With one kind enabled (the default) there is no switch at all. Under ``vmap``
-over attackers a batched switch runs every branch and selects, so each enabled kind costs its
-elementwise update (small beside the forward/backward passes) and its state's memory.
-
-The learning rate enters through ``optax.inject_hyperparams``: it is an array in the state, so
-gradients reach it through the scan carry.
+That state is the tuple of the states of the enabled *families* (Adam and AdamW share one; so
+do SGD and SGD with momentum); one step updates only the drawn family's state, chosen with
+``lax.switch``, with the drawn kind's weight decay and momentum as traced scalars. With one
+family enabled (the default) there is no switch at all. Under ``vmap`` over attackers a batched
+switch runs every branch and selects, so each enabled family costs its elementwise update (small
+beside the forward/backward passes) and its state's memory.
 """
 
 from __future__ import annotations
@@ -18,62 +16,57 @@ import jax.numpy as jnp
 import optax
 
 from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.fine_tune import OPTIMIZERS, direction
 
 
-def build_inner_optimizer(kind: str, learning_rate: jax.Array, settings: MLACSettings):
-    if kind == "adam":
-        return optax.inject_hyperparams(optax.adam)(
-            learning_rate=learning_rate, eps_root=settings.adam_eps_root
+def kind_hyperparameters(kind: str, settings: MLACSettings) -> tuple[str, float, float]:
+    """``(family, momentum, weight_decay)`` of an optimizer kind under ``settings``: the kinds
+    that decay or use momentum by default take ``inner_weight_decay`` / ``inner_momentum``."""
+    defaults = OPTIMIZERS[kind]
+    momentum = settings.inner_momentum if defaults.momentum else 0.0
+    weight_decay = settings.inner_weight_decay if defaults.weight_decay else 0.0
+    return defaults.family, momentum, weight_decay
+
+
+def _family_transform(family, momentum, weight_decay, settings: MLACSettings):
+    return direction(family, momentum=momentum, weight_decay=weight_decay,
+                     adam_eps_root=settings.adam_eps_root, rmsprop_decay=settings.rmsprop_decay)
+
+
+def inner_direction(kind_index: jax.Array, settings: MLACSettings) -> optax.GradientTransformation:
+    """The direction of the kind ``settings.inner_optimizers[kind_index]`` (traced index)."""
+    kinds = [kind_hyperparameters(kind, settings) for kind in settings.inner_optimizers]
+    families = list(dict.fromkeys(family for family, _, _ in kinds))
+    if len(kinds) == 1:
+        family, momentum, weight_decay = kinds[0]
+        single = _family_transform(family, momentum, weight_decay, settings)
+        return optax.GradientTransformation(
+            lambda params: (single.init(params),),
+            lambda grads, states, params: _single_update(single, grads, states, params),
         )
-    if kind == "adamw":
-        return optax.inject_hyperparams(optax.adamw)(
-            learning_rate=learning_rate,
-            eps_root=settings.adam_eps_root,
-            weight_decay=settings.inner_weight_decay,
-        )
-    if kind == "sgd":
-        return optax.inject_hyperparams(optax.sgd)(learning_rate=learning_rate)
-    if kind == "momentum":
-        return optax.inject_hyperparams(optax.sgd)(
-            learning_rate=learning_rate, momentum=settings.inner_momentum
-        )
-    if kind == "rmsprop":
-        # eps inside the square root keeps second-order gradients finite at a zero moment.
-        return optax.inject_hyperparams(optax.rmsprop)(
-            learning_rate=learning_rate, decay=settings.rmsprop_decay, eps=1e-8
-        )
-    raise ValueError(f"unknown inner optimizer {kind!r}")
+    family_index = jnp.asarray([families.index(f) for f, _, _ in kinds])[kind_index]
+    momentum = jnp.asarray([m for _, m, _ in kinds], jnp.float32)[kind_index]
+    weight_decay = jnp.asarray([w for _, _, w in kinds], jnp.float32)[kind_index]
+    members = [_family_transform(f, momentum, weight_decay, settings) for f in families]
 
+    def init(params):
+        return tuple(member.init(params) for member in members)
 
-class InnerOptimizer:
-    """All enabled kinds at one learning rate; ``kind_index`` picks the one that steps."""
-
-    def __init__(self, learning_rate: jax.Array, kind_index: jax.Array, settings: MLACSettings):
-        self.kinds = settings.inner_optimizers
-        self.members = [build_inner_optimizer(k, learning_rate, settings) for k in self.kinds]
-        self.kind_index = kind_index
-
-    def init(self, params):
-        return tuple(member.init(params) for member in self.members)
-
-    def update(self, grads, states, params):
-        if len(self.members) == 1:
-            updates, state = self.members[0].update(grads, states[0], params)
-            return updates, (state,)
-
+    def update(grads, states, params):
         def branch(i):
             def run(operands):
                 grads, states, params = operands
-                updates, state = self.members[i].update(grads, states[i], params)
+                updates, state = members[i].update(grads, states[i], params)
                 return updates, states[:i] + (state,) + states[i + 1 :]
 
             return run
 
-        branches = [branch(i) for i in range(len(self.members))]
-        return jax.lax.switch(self.kind_index, branches, (grads, states, params))
+        branches = [branch(i) for i in range(len(members))]
+        return jax.lax.switch(family_index, branches, (grads, states, params))
+
+    return optax.GradientTransformation(init, update)
 
 
-def clip_by_global_norm(grads, norm: jax.Array, max_norm: float):
-    """Scale ``grads`` down to ``max_norm`` when their ``norm`` exceeds it (differentiably)."""
-    scale = jnp.minimum(1.0, max_norm / norm)
-    return jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
+def _single_update(transform, grads, states, params):
+    updates, state = transform.update(grads, states[0], params)
+    return updates, (state,)

@@ -25,9 +25,9 @@ from jax.sharding import Mesh, NamedSharding
 
 from sdm_jax import parallel
 from sdm_jax.blocking.attacker import learned_inner_lr
-from sdm_jax.blocking.losses import global_norm
 from sdm_jax.blocking.objective import base_terms, one_attacker, signed_total
 from sdm_jax.blocking.settings import MLACSettings
+from sdm_jax.fine_tune import global_norm
 from sdm_jax.models.backbone import Backbone, Batch, Params
 from sdm_jax.models.heads import init_head
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-INNER_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "rmsprop")
+from sdm_jax.fine_tune import OPTIMIZERS
+
+INNER_OPTIMIZERS = tuple(OPTIMIZERS)
 INNER_ATTACKS = ("full", "head", "lora")
 REMAT_POLICIES = ("none", "full", "dots", "sqrt")
 INNER_LR_SPACES = ("raw", "log")
@@ -39,7 +41,8 @@ class MLACSettings:
       per-example ``weight`` mask inside one fixed shape (``max`` of the set). Kept here so the
       trainer builds its inner sampler from the same numbers.
     - ``inner_optimizers``: optimizer kinds an attacker may use, drawn uniformly per attacker:
-      any of ``adam, adamw, sgd, momentum, rmsprop``.
+      any name of :data:`sdm_jax.fine_tune.OPTIMIZERS` (``adam, adamw, sgd, sgd_momentum,
+      rmsprop``), the same table the evaluation attacks use.
     - ``inner_attacks``: what an attacker trains, drawn uniformly per attacker like its
       optimizer: ``full`` (backbone and head), ``head`` (head only) or ``lora`` (low-rank
       adapters of rank ``inner_lora_rank``, scale ``inner_lora_alpha / inner_lora_rank``, on the
@@ -61,8 +64,8 @@ class MLACSettings:
     - ``inner_grad_clip``: global-norm clip of each inner gradient.
     - ``adam_eps_root``: added under Adam's square root; must be > 0, or second-order gradients
       turn NaN where a second moment is exactly zero.
-    - ``inner_weight_decay``: AdamW's decoupled weight decay. ``inner_momentum``: SGD momentum.
-      ``rmsprop_decay``: RMSprop's second-moment decay.
+    - ``inner_weight_decay``: AdamW's decoupled weight decay. ``inner_momentum``: SGD momentum
+      (``sgd_momentum``). ``rmsprop_decay``: RMSprop's second-moment decay (torch's 0.99).
     - ``frozen_base_prob``: probability that an attacker trains only its head.
     - ``param_noise_std``: std of Gaussian noise added to the attacker's parameters before each
       step (0 = off).
