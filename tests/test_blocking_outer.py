@@ -262,8 +262,13 @@ LORA_FD_SETTINGS = replace(FD_SETTINGS, inner_attacks=("lora",), frozen_base_pro
                            inner_lora_rank=2, inner_lora_targets="dense")
 
 
+# The learned inner lr alone (no head init): its gradient may come by forward mode.
+FORWARD_FD_SETTINGS = replace(FD_SETTINGS, learn_head_init=False, meta_gradient_mode="forward")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("settings", [FD_SETTINGS, LORA_FD_SETTINGS], ids=["full", "lora"])
+@pytest.mark.parametrize("settings", [FD_SETTINGS, LORA_FD_SETTINGS, FORWARD_FD_SETTINGS],
+                         ids=["full", "lora", "forward_lr"])
 def test_meta_gradient_matches_central_differences_in_float64(settings):
     """Second-order meta-gradient of the model loss (params) and of the attacker loss (log lr,
     head init) along random directions, against central differences of the same objective."""
@@ -307,3 +312,25 @@ def test_meta_gradient_matches_central_differences_in_float64(settings):
         assert abs(float(analytic - numeric)) <= 1e-4 * abs(float(numeric))
         assert float(global_norm(meta_grads)) > 0
         assert math.isfinite(float(global_norm(grads)))
+
+
+def test_forward_and_reverse_lr_gradients_agree_and_forward_refuses_a_head_init():
+    settings = MLACSettings(inner_steps=3, meta_batch_size=2, inner_lr_init=5e-3)
+    state = init_train_state(MLP, MLP.init(jax.random.PRNGKey(2)), NUM_GOOD, NUM_BAD, settings,
+                             seed=0)
+    mb, key = meta_batch(settings, seed=7), jax.random.PRNGKey(11)
+    results = {}
+    for mode in ("forward", "reverse"):
+        chosen = replace(settings, meta_gradient_mode=mode)
+        gradient = jax.jit(make_meta_gradient(MLP, chosen, NUM_GOOD, NUM_BAD))
+        results[mode] = gradient(state.params, state.meta_params, {}, mb, key)
+    (grads_f, meta_f, metrics_f), (grads_r, meta_r, metrics_r) = results.values()
+    assert float(jnp.abs(meta_r["inner_lr"])) > 0
+    np.testing.assert_allclose(meta_f["inner_lr"], meta_r["inner_lr"], rtol=1e-4)
+    for forward, reverse in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_r), strict=True):
+        np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-7)
+    assert float(metrics_f["loss/total"]) == float(metrics_r["loss/total"])
+    assert settings.forward_mode_meta_gradient
+    assert not replace(settings, learn_head_init=True).forward_mode_meta_gradient
+    with pytest.raises(ValueError, match="meta_gradient_mode forward"):
+        replace(settings, meta_gradient_mode="forward", learn_head_init=True)

@@ -68,8 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds before one configuration's subprocess is abandoned")
     parser.add_argument("--objectives", nargs="+", default=["paper"], choices=OBJECTIVES,
-                        help="paper: learned inner lr and linear_mi (two pullbacks); fixed_lr: "
-                             "constant inner lr, good_base - bad_adapted + bad_adapted_grad")
+                        help="paper: learned inner lr and linear_mi; fixed_lr: constant inner "
+                             "lr, good_base - bad_adapted + bad_adapted_grad")
+    parser.add_argument("--meta-gradient-mode", default="auto",
+                        choices=("auto", "forward", "reverse"),
+                        help="how the learned inner lr's gradient is computed (paper objective): "
+                             "forward mode beside the primal (auto) or a second pullback")
     parser.add_argument("--compare-torch", action="store_true",
                         help="time JAX and the PyTorch reference interleaved (needs the torch "
                              "extra) instead of the sweep; prints the ratio of medians")
@@ -106,7 +110,8 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     runs = []
     for objective in args.objectives:
         base = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
-                        meta_batch=args.meta_batch, objective=objective)
+                        meta_batch=args.meta_batch, objective=objective,
+                        meta_gradient_mode=args.meta_gradient_mode)
         runs.extend(_sweep(base, args))
     return runs
 
@@ -196,7 +201,8 @@ def compare_with_torch(args: argparse.Namespace) -> list[dict]:
             for k in args.inner_steps:
                 workload = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
                                     inner_steps=k, remat=args.remat[0],
-                                    active_rows=args.active_rows, objective=objective)
+                                    active_rows=args.active_rows, objective=objective,
+                                    meta_gradient_mode=args.meta_gradient_mode)
                 rounds = compare.interleave(lambda w=workload: run_jax(w, args, cache_env),
                                             lambda w=workload: run_torch(w, args, torch_python),
                                             args.pairs, cores, args.settle_seconds)

@@ -24,9 +24,11 @@ unadapted model for ``good_base`` (F)::
 One reverse pass (a pullback) costs about 2P in second order: it runs back through every
 forward and through every inner backward pass (the second-order part). In first order the inner
 backward passes are constants, so per attacker only the K outer forwards (2F each) and the final
-forward+backward (6F) are reversed: ``R = M·(2K + 6)·F + 2F``. The library's step takes two
-pullbacks of one forward pass when the attacker has meta-parameters (the default learned inner
-lr): one for the model's gradient, one for the meta-parameters'. So::
+forward+backward (6F) are reversed: ``R = M·(2K + 6)·F + 2F``. When the attacker has
+meta-parameters (the default learned inner lr) the step takes two derivative passes: the
+model's gradient (a pullback) and the meta-parameters' (a second pullback, or, for the lr alone,
+its forward-mode tangent beside the primal: each matmul's tangent is two matmuls, so about as
+many FLOPs as a pullback, though it stores no residuals). So::
 
     second order, learned lr: P + 2·2P = 5P        first order, learned lr: P + 2R
 

@@ -49,13 +49,15 @@ class Workload:
     devices: int = 1
     bad_adapted: bool = False
     objective: str = "paper"
+    meta_gradient_mode: str = "auto"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
     def settings(self) -> MLACSettings:
-        """``paper``: the reference's objective with the learned inner lr (two pullbacks);
+        """``paper``: the reference's objective with the learned inner lr (its gradient by
+        ``meta_gradient_mode``);
         ``fixed_lr``: ``good_base - bad_adapted + bad_adapted_grad`` at a constant lr."""
         fixed = self.objective == "fixed_lr"
         lr = MLACSettings.inner_lr_init
@@ -71,6 +73,7 @@ class Workload:
             inner_lr_sample_max=lr if fixed else MLACSettings.inner_lr_sample_max,
             l_linear_mi=0.0 if fixed else MLACSettings.l_linear_mi,
             l_bad_adapted=1.0 if self.bad_adapted or fixed else 0.0,
+            meta_gradient_mode=self.meta_gradient_mode,
         )
 
     @property

@@ -195,6 +195,8 @@ def make_meta_gradient(
         def losses(params, meta_params):
             return objective(params, meta_params, original_backbone, meta_batch, key)
 
+        if settings.forward_mode_meta_gradient:
+            return _forward_mode_meta_gradient(losses, params, meta_params)
         (model_loss, attacker_loss), pullback, metrics = jax.vjp(
             losses, params, meta_params, has_aux=True
         )
@@ -206,6 +208,24 @@ def make_meta_gradient(
         return grads, meta_grads, metrics
 
     return meta_gradient
+
+
+def _forward_mode_meta_gradient(losses: Callable, params: Params, meta_params: Params):
+    """The model's gradient in reverse mode and the scalar meta-parameter's in forward mode,
+    its tangent carried beside the primal: one reverse pass through the unrolled attacker
+    instead of two. Exact, as the reverse form is."""
+    (leaf,), treedef = jax.tree.flatten(meta_params)
+
+    def model_loss(params):
+        def of_meta(value):
+            return losses(params, jax.tree.unflatten(treedef, [value]))
+
+        (loss_pair, metrics), (tangents, _) = jax.jvp(of_meta, (leaf,), (jnp.ones_like(leaf),))
+        attacker_grad = jax.lax.stop_gradient(tangents[1])
+        return loss_pair[0], (metrics, attacker_grad)
+
+    grads, (metrics, attacker_grad) = jax.grad(model_loss, has_aux=True)(params)
+    return grads, jax.tree.unflatten(treedef, [attacker_grad.astype(leaf.dtype)]), metrics
 
 
 def _project_meta_params(meta_params: Params, settings: MLACSettings) -> Params:

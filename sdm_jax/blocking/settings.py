@@ -14,6 +14,7 @@ INNER_OPTIMIZERS = tuple(OPTIMIZERS)
 INNER_ATTACKS = ("full", "head", "lora")
 REMAT_POLICIES = ("none", "full", "dots", "sqrt")
 INNER_LR_SPACES = ("raw", "log")
+META_GRADIENT_MODES = ("auto", "forward", "reverse")
 
 # Loss weights whose term is *maximised*: the total outer loss adds them with a minus sign.
 MAXIMISED_TERMS = ("bad_base", "bad_adapted", "linear_mi", "good_adapted_bad", "entropy")
@@ -80,6 +81,10 @@ class MLACSettings:
       parameters reach the adapted ones through the identity, the lr through its direct factor.
     - ``meta_batch_size``: M simulated attackers per outer step (vmapped, sharded on ``data``).
     - ``shared_outer_batch``: one outer batch ``[B, ...]`` for all attackers, else ``[M, B, ...]``.
+    - ``meta_gradient_mode``: how the attacker loss reaches the meta-parameters. ``reverse``: a
+      second pullback through the unrolled attacker; ``forward``: the tangent along the learned
+      inner lr carried beside the primal (one pullback in all; only for the lr alone, without
+      ``learn_head_init``); ``auto`` (default): ``forward`` where it applies. Both are exact.
 
     Blocking objective (``l_*`` weights; 0 removes the term from the program). The total outer
     loss is ``sum(l_t * term_t for minimised t) - sum(l_t * term_t for maximised t)``:
@@ -130,6 +135,7 @@ class MLACSettings:
     first_order: bool = False
     meta_batch_size: int = 1
     shared_outer_batch: bool = True
+    meta_gradient_mode: str = "auto"
 
     l_good_base: float = 1.0
     l_bad_base: float = 0.0
@@ -170,6 +176,12 @@ class MLACSettings:
     def has_meta_params(self) -> bool:
         return self.learn_inner_lr or self.learn_head_init
 
+    @property
+    def forward_mode_meta_gradient(self) -> bool:
+        """Whether the meta-gradient comes by forward mode (see ``meta_gradient_mode``)."""
+        scalar_only = self.learn_inner_lr and not self.learn_head_init
+        return scalar_only and self.meta_gradient_mode in ("auto", "forward")
+
 
 def _problems(s: MLACSettings) -> list[str]:
     problems = []
@@ -207,6 +219,12 @@ def _problems(s: MLACSettings) -> list[str]:
                         f"{s.inner_lr_space!r}")
     if s.remat not in REMAT_POLICIES:
         problems.append(f"remat must be one of {REMAT_POLICIES}, got {s.remat!r}")
+    if s.meta_gradient_mode not in META_GRADIENT_MODES:
+        problems.append(f"meta_gradient_mode must be one of {META_GRADIENT_MODES}, got "
+                        f"{s.meta_gradient_mode!r}")
+    if s.meta_gradient_mode == "forward" and s.learn_head_init:
+        problems.append("meta_gradient_mode forward carries one tangent, for the inner lr: it "
+                        "cannot serve learn_head_init (use auto or reverse)")
     if s.active_rows < 0:
         problems.append(f"active_rows must be >= 0, got {s.active_rows}")
     if s.meta_batch_size <= 0:
