@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimizers", type=_names, default=("adam",),
                         help="attack optimizers searched: adam, adamw, sgd, sgd_momentum, "
                              "rmsprop")
+    parser.add_argument("--schedules", type=_names, default=("constant",),
+                        help="learning-rate schedules searched: constant (the reference's), "
+                             "linear and/or cosine (decay to 0 at the run's last step)")
     parser.add_argument("--max-parallel", type=int, default=32,
                         help="attack runs per compiled program (lower it if memory is short)")
     parser.add_argument("--seed", type=int, default=0, help="search and attacker seed")
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         batch_sizes = args.batch_sizes or run_batch_sizes(args.run_dir)
         space = SearchSpace(lr_range=args.lr_range, steps_range=args.steps,
                             batch_sizes=batch_sizes, modes=args.attack_modes,
-                            optimizers=args.optimizers, lora_ranks=args.lora_ranks,
+                            optimizers=args.optimizers, schedules=args.schedules,
+                            lora_ranks=args.lora_ranks,
                             lora_alphas=args.lora_alphas, lora_targets=args.lora_targets,
                             compressions=args.compressions)
         search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,

@@ -15,7 +15,7 @@ from sdm_jax.attacks.timing import time_vectorised_vs_sequential
 from sdm_jax.data.toy import ToySpec, make_toy_task
 from sdm_jax.models.backbone import Backbone
 from sdm_jax.models.bert import BertConfig, bert_backbone
-from sdm_jax.models.heads import init_head, mlp_backbone
+from sdm_jax.models.heads import mlp_backbone
 
 # One program length and batch shape for every test, so tests share compiled programs.
 CONFIG = RunnerConfig(
@@ -104,18 +104,6 @@ def test_linear_probe_equals_full_program_with_backbone_masked(toy):
         target, problem, [dataclasses.replace(settings[0], frozen_base=False)], CONFIG
     )
     assert not np.allclose(full[0].val_curve, probe[0].val_curve)
-
-
-def test_existing_head_reads_its_task_slice(toy):
-    target, splits = toy
-    head = init_head(jax.random.key(9), target.backbone.feature_dim, 4)
-    with_head = dataclasses.replace(target, head=head, logit_offset=2)
-    setting = AttackSetting(lr=1e-2, steps=20, batch_size=8)
-    (result,) = run_attacks(with_head, _problem(splits), [setting], CONFIG)
-    features = np.asarray(target.backbone.features(target.params, splits["val2"]))
-    logits = features @ np.asarray(head["kernel"])[:, 2:4]
-    expected = np.mean(logits.argmax(-1) == splits["val2"]["bad"])
-    assert result.val_curve[0] == pytest.approx(expected, abs=1e-6)
 
 
 def test_same_seed_same_numbers(toy):

@@ -172,3 +172,11 @@ def test_cli_rejects_zero_repeats(toy_run, tmp_path, capsys):
 def test_attack_batch_sizes_default_to_the_runs_own(toy_run):
     assert run_batch_sizes(toy_run) == (4, 8)
     assert eval_cli.build_parser().parse_args(["--run-dir", "x"]).batch_sizes is None
+
+
+def test_cli_rejects_an_unknown_schedule_in_one_line(toy_run, tmp_path, capsys):
+    assert eval_cli.main(["--run-dir", str(toy_run), "--schedules", "constant,stepwise",
+                          "--out", str(tmp_path / "eval")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "unknown schedule 'stepwise'" in error and "\n" not in error
+    assert not (tmp_path / "eval").exists()

@@ -13,16 +13,30 @@ from sdm_jax.blocking.attacker import AttackerDraw, run_attacker
 from sdm_jax.blocking.optimizers import kind_hyperparameters
 from sdm_jax.blocking.settings import MLACSettings
 from sdm_jax.fine_tune import OPTIMIZERS, direction, take_step
-from sdm_jax.models.heads import init_head, mlp_backbone
+from sdm_jax.models.backbone import Backbone
+from sdm_jax.models.heads import init_head
 
-MLP = mlp_backbone(input_dim=5, width=8, depth=2)
-STEPS, EXAMPLES = 3, 12
+
+def _tanh_backbone(input_dim: int = 5, width: int = 8) -> Backbone:
+    """One tanh layer: no unit dies under a large step, so a few steps move every prediction."""
+
+    def init(key):
+        return {"dense": {"kernel": jax.random.normal(key, (input_dim, width))}}
+
+    def features(params, batch):
+        return jnp.tanh(batch["x"] @ params["dense"]["kernel"])
+
+    return Backbone("tanh", features, init, width, ("x",))
+
+
+TANH = _tanh_backbone()
+STEPS, EXAMPLES = 8, 12
 
 
 def _learning_rate(name: str) -> float:
-    """Large enough that three steps flip predictions: SGD's steps are as small as its
+    """Large enough that the steps flip predictions: SGD's steps are as small as its
     gradients, Adam's and RMSprop's are about the lr."""
-    return 2.0 if OPTIMIZERS[name].family == "sgd" else 0.05
+    return 1.0 if OPTIMIZERS[name].family == "sgd" else 0.05
 
 
 def _data():
@@ -33,10 +47,9 @@ def _data():
 
 
 def _params():
-    key = jax.random.key(3)
-    head = init_head(jax.random.fold_in(key, 1), MLP.feature_dim, 2)
-    # Near-zero starting margins, so even a few small SGD steps flip some predictions.
-    return {"backbone": MLP.init(key), "head": jax.tree.map(lambda w: 1e-3 * w, head)}
+    """The evaluation attack's starting point: its run seed 0 draws the fresh head."""
+    return {"backbone": TANH.init(jax.random.key(3)),
+            "head": init_head(jax.random.key(0), TANH.feature_dim, 2)}
 
 
 def _simulated_final_logits(name: str, params, x, labels) -> jax.Array:
@@ -46,7 +59,7 @@ def _simulated_final_logits(name: str, params, x, labels) -> jax.Array:
     draw = AttackerDraw(learning_rate=jnp.float32(_learning_rate(name)),
                         optimizer_index=jnp.int32(0), train_backbone=jnp.float32(1.0),
                         noise_key=jax.random.key(0))
-    result = run_attacker(MLP, params, draw, inner, batch, settings, label_key="bad",
+    result = run_attacker(TANH, params, draw, inner, batch, settings, label_key="bad",
                           trained_outputs=(0, 2), final_grad_norm=False)
     return result.outer_logits[-1]
 
@@ -54,8 +67,7 @@ def _simulated_final_logits(name: str, params, x, labels) -> jax.Array:
 def _evaluation_run(name: str, params, x, labels, val_labels):
     family, momentum, weight_decay = kind_hyperparameters(name, MLACSettings())
     spec = ProgramSpec(family=family, num_blocks=1, eval_every=STEPS, max_batch=EXAMPLES,
-                       num_classes=2, logit_offset=0, fresh_head=False,
-                       feature_dim=MLP.feature_dim, with_test=False)
+                       num_classes=2, feature_dim=TANH.feature_dim, with_test=False)
     hparams = {
         "lr": [_learning_rate(name)], "steps": [STEPS], "batch_size": [EXAMPLES], "schedule": [0],
         "warmup_steps": [0], "weight_decay": [weight_decay], "momentum": [momentum],
@@ -63,10 +75,9 @@ def _evaluation_run(name: str, params, x, labels, val_labels):
         "order": [np.tile(np.arange(EXAMPLES), STEPS)],
     }
     hparams = {key: jnp.asarray(value) for key, value in hparams.items()}
-    program = compiled_program(spec, backbone_logits(MLP.features))
+    program = compiled_program(spec, backbone_logits(TANH.features))
     val = ({"x": x[None]}, val_labels)
-    outputs = program(hparams, params["backbone"], params["head"], {"x": x, LABEL: labels},
-                      val, val, {}, {})
+    outputs = program(hparams, params["backbone"], {"x": x, LABEL: labels}, val, val, {}, {})
     return jax.tree.map(lambda leaf: leaf[0], outputs)
 
 

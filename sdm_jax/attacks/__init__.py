@@ -1,4 +1,5 @@
-"""Fine-tuning attacks for evaluating blocked models (DESIGN.md section 4, 4b).
+"""Fine-tuning attacks for evaluating blocked models: the reference's search-then-seeds protocol
+(README "Evaluating: fine-tuning attacks").
 
 Typical use::
 
@@ -12,7 +13,7 @@ model; :func:`search_cell` searches one (model, task, n) cell and runs the chose
 """
 
 from sdm_jax.attacks.cache import CellCache
-from sdm_jax.attacks.grid import SplitRoles, build_problems, evaluate_grid
+from sdm_jax.attacks.grid import build_problems, evaluate_grid
 from sdm_jax.attacks.metrics import (
     DEFAULT_TARGETS,
     METRIC_NAMES,
@@ -49,7 +50,6 @@ __all__ = [
     "RunnerConfig",
     "SearchConfig",
     "SearchSpace",
-    "SplitRoles",
     "balanced_accuracy",
     "blocking_figure",
     "blocking_scores",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
@@ -26,34 +25,28 @@ from sdm_jax.attacks.problem import (
 from sdm_jax.attacks.search import CellResult, SearchConfig, search_cell
 from sdm_jax.models.adapters import adaptation_for, check_adaptation
 
-
-@dataclass(frozen=True)
-class SplitRoles:
-    """Which named split plays which part: the attacker draws from ``attacker``, settings and
-    steps are selected on ``selection``, numbers are reported on ``report``."""
-
-    attacker: str = "val1"
-    selection: str = "val2"
-    report: str = "test"
+# The reference's protocol: the attacker's examples come from val1, settings and steps are
+# chosen on val2, numbers are reported on test.
+ATTACKER_SPLIT, SELECTION_SPLIT, REPORT_SPLIT = "val1", "val2", "test"
 
 
 def build_problems(
     splits: Mapping[str, Arrays],
     tasks: Sequence[str],
     ns: Sequence[int],
-    roles: SplitRoles = SplitRoles(),
     retain_task: str | None = None,
 ) -> list[AttackProblem]:
-    missing = [name for name in vars(roles).values() if name not in splits]
+    roles = (ATTACKER_SPLIT, SELECTION_SPLIT, REPORT_SPLIT)
+    missing = [name for name in roles if name not in splits]
     if missing:
         raise AttackInputError(f"data has no split {missing[0]!r} (splits: {sorted(splits)})")
     return [
         AttackProblem(
             task=task,
             n=n,
-            train=splits[roles.attacker],
-            val=splits[roles.selection],
-            test=splits[roles.report],
+            train=splits[ATTACKER_SPLIT],
+            val=splits[SELECTION_SPLIT],
+            test=splits[REPORT_SPLIT],
             retain_task=retain_task,
         )
         for task in tasks
@@ -83,7 +76,6 @@ def evaluate_grid(
     ns: Sequence[int] = (20, 50, 100, 200),
     config: SearchConfig | None = None,
     cache_dir: str | os.PathLike | None = None,
-    roles: SplitRoles = SplitRoles(),
     progress: bool = True,
     retain_task: str | None = None,
 ) -> list[CellResult]:
@@ -98,7 +90,7 @@ def evaluate_grid(
     ids = [target.model_id for target in targets]
     if len(set(ids)) != len(ids):
         raise AttackInputError(f"model ids must be unique, got {ids}")
-    problems = build_problems(splits, tasks, ns, roles, retain_task)
+    problems = build_problems(splits, tasks, ns, retain_task)
     for target in targets:
         check_attack_space(target, config.space)
         for problem in problems:

@@ -22,10 +22,9 @@ class AttackTarget:
     """A model under attack.
 
     ``model_id`` names it in reports and cache keys, so it must be unique per set of weights.
-    ``params`` are the backbone's parameters. With ``head=None`` every attack starts from a fresh
-    random head (``init_head``, drawn from the run's seed) with one output per class; otherwise it
-    starts from this head and reads the task's logits at ``logit_offset`` (``num_good`` for the
-    bad task of an ``n_good + n_bad`` head). ``retain_head`` is the model's own desired-task
+    ``params`` are the backbone's parameters. Every attack starts from a fresh random head
+    (``init_head``, drawn from the run's seed) with one output per class, as the reference's
+    attacker does. ``retain_head`` is the model's own desired-task
     head (``{"kernel": [H, n_good]}``): with a problem's ``retain_task``, every run also reports
     how well the attacked backbone still serves that task through it.
     """
@@ -33,8 +32,6 @@ class AttackTarget:
     model_id: str
     backbone: Backbone
     params: Params
-    head: Params | None = None
-    logit_offset: int = 0
     retain_head: Params | None = None
 
 
@@ -112,11 +109,4 @@ def validate_problem(target: AttackTarget, problem: AttackProblem) -> int:
             if arrays is not None and problem.retain_task not in arrays:
                 raise AttackInputError(f"split {name!r} has no labels for the retained task "
                                        f"{problem.retain_task!r} (keys: {sorted(arrays)})")
-    if target.head is not None:
-        width = np.shape(target.head["kernel"])[-1]
-        if target.logit_offset < 0 or target.logit_offset + num_classes > width:
-            raise AttackInputError(
-                f"existing head has {width} outputs; task {problem.task!r} needs "
-                f"{num_classes} from offset {target.logit_offset}"
-            )
     return num_classes

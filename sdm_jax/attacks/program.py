@@ -50,8 +50,6 @@ class ProgramSpec:
     eval_every: int
     max_batch: int
     num_classes: int
-    logit_offset: int
-    fresh_head: bool
     feature_dim: int
     with_test: bool
     active_rows: bool = False
@@ -88,11 +86,10 @@ def backbone_logits(features_fn: Callable) -> Callable:
 
 def _single_run(spec: ProgramSpec, logits_fn: Callable):
     """One run as a pure function; the caller ``vmap``s it over runs."""
-    classes = slice(spec.logit_offset, spec.logit_offset + spec.num_classes)
     adaptation = spec.adaptation
     peft = adaptation.kind != "none"
 
-    def run(hparams, backbone_params, head, train, val, test, frozen_rows, retain_head):
+    def run(hparams, backbone_params, train, val, test, frozen_rows, retain_head):
         def model_logits(params, untouched_scale, inputs, head):
             backbone = params["backbone"]
             if peft:
@@ -104,7 +101,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             return logits_fn(backbone, head, inputs)
 
         def task_logits(params, untouched_scale, inputs):
-            return model_logits(params, untouched_scale, inputs, params["head"])[..., classes]
+            return model_logits(params, untouched_scale, inputs, params["head"])
 
         def evaluation_logits(params, untouched_scale, inputs):
             """Task logits and, with a retain head, its logits from the same forward pass."""
@@ -112,7 +109,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
                 return task_logits(params, untouched_scale, inputs), None
             heads = (params["head"], retain_head)
             logits, retained = model_logits(params, untouched_scale, inputs, heads)
-            return logits[..., classes], retained
+            return logits, retained
 
         def predict(params, untouched_scale, split):
             chunks, labels = split
@@ -125,8 +122,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
             return logits, retained
 
         run_key = jax.random.key(hparams["seed"])
-        if spec.fresh_head:
-            head = init_head(run_key, spec.feature_dim, spec.num_classes)
+        head = init_head(run_key, spec.feature_dim, spec.num_classes)
         trained = backbone_params
         if peft:
             trained = init_adapter(adaptation, backbone_params, jax.random.fold_in(run_key, 1))
@@ -215,7 +211,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
 
 @functools.lru_cache(maxsize=64)
 def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
-    """``program(hparams, backbone_params, head, train, val, test, frozen_rows, retain_head)``,
+    """``program(hparams, backbone_params, train, val, test, frozen_rows, retain_head)``,
     vmapped over ``hparams``.
 
     ``hparams`` holds ``[runs]`` arrays; ``order`` (``[runs, total_steps * max_batch]``) is each
@@ -236,6 +232,6 @@ def compiled_program(spec: ProgramSpec, logits_fn: Callable) -> Callable:
     (``retain_val_logits``) and on the test split there (``retain_test_logits``), read from the
     same forward passes as the task's logits.
     """
-    in_axes = (0, None, None, None, None, None, None, None)
+    in_axes = (0, None, None, None, None, None, None)
     batched = jax.vmap(_single_run(spec, logits_fn), in_axes=in_axes)
     return jax.jit(batched)

@@ -374,8 +374,6 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
             eval_every=config.eval_every,
             max_batch=max_batch,
             num_classes=num_classes,
-            logit_offset=target.logit_offset if target.head is not None else 0,
-            fresh_head=target.head is None,
             feature_dim=target.backbone.feature_dim,
             with_test=test is not None,
             active_rows=active_rows and path == "backbone",
@@ -383,7 +381,6 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
             retain_classes=retain_classes,
         )
         program = compiled_program(spec, logits_fn)
-        head = target.head if target.head is not None else {}
         retain_head = target.retain_head if retain_classes else {}
         for start in range(0, len(indices), config.max_parallel):
             chunk = indices[start : start + config.max_parallel]
@@ -399,7 +396,6 @@ def _run_on(target, problem, settings, config, shape: _ProgramShape, on_runs_don
             outputs = program(
                 jax.tree.map(jnp.asarray, _hparams(padded, orders)),
                 backbone_params,
-                head,
                 train,
                 val,
                 test,
