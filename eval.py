@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=15,
                         help="stop a search after this many trials without improvement")
     parser.add_argument("--trials-per-batch", type=int, default=8,
-                        help="trials asked at once and run in one vectorised program")
+                        help="trials asked of the search at once (one vectorised program "
+                             "where --vectorise-backbone vectorises them)")
     parser.add_argument("--seeds", type=int, default=15,
                         help="seeds of the chosen attack reported on test")
     parser.add_argument("--steps", type=_ints, default=(100, 1000, 100),
@@ -82,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "linear and/or cosine (decay to 0 at the run's last step)")
     parser.add_argument("--max-parallel", type=int, default=32,
                         help="attack runs per compiled program (lower it if memory is short)")
+    parser.add_argument("--vectorise-backbone", choices=("auto", "always", "never"),
+                        default="auto",
+                        help="run full/PEFT attacks vectorised (always), one at a time (never) "
+                             "or auto: one at a time on a CPU, where that is faster; probes "
+                             "are always vectorised")
     parser.add_argument("--seed", type=int, default=0, help="search and attacker seed")
     parser.add_argument("--repeats", type=int, default=1,
                         help="repeat the whole evaluation with this many seed sets (the paper "
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                               trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,
                               seed_every_family=args.seed_every_family,
                               seed=args.seed, space=space,
-                              runner=RunnerConfig(max_parallel=args.max_parallel))
+                              runner=RunnerConfig(max_parallel=args.max_parallel,
+                                                  vectorise_backbone=args.vectorise_backbone))
         plan = EvalPlan(run_dir=args.run_dir, models=parse_models(args.model),
                         baselines=args.baselines, tasks=args.tasks, ns=args.ns, search=search,
                         out_dir=args.out, progress=not args.no_progress)

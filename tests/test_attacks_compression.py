@@ -15,7 +15,8 @@ from sdm_jax.attacks.settings import AttackSetting
 from sdm_jax.models.bert import BertConfig, bert_backbone
 
 CONFIG = RunnerConfig(
-    eval_every=20, eval_batch_size=128, max_steps=40, max_batch_size=16, max_examples=300
+    eval_every=20, eval_batch_size=128, max_steps=40, max_batch_size=16, max_examples=300,
+    vectorise_backbone="always",  # the vectorised path under test, on any backend
 )
 
 

@@ -19,7 +19,8 @@ from sdm_jax.models.heads import mlp_backbone
 
 # One program length and batch shape for every test, so tests share compiled programs.
 CONFIG = RunnerConfig(
-    eval_every=20, eval_batch_size=128, max_steps=60, max_batch_size=16, max_examples=300
+    eval_every=20, eval_batch_size=128, max_steps=60, max_batch_size=16, max_examples=300,
+    vectorise_backbone="always",  # the vectorised path under test, on any backend
 )
 
 
@@ -257,3 +258,31 @@ def test_active_rows_equal_the_dense_table(optimizer, weight_decay):
         assert a.test == pytest.approx(b.test, abs=1e-5)
     # the attack moved the model, so the comparison says something
     assert any(r.best_step > 0 for r in active)
+
+
+def test_on_cpu_backbone_runs_go_one_per_call_and_probes_share_one(toy, monkeypatch):
+    from sdm_jax.attacks import runner as runner_module
+
+    target, splits = toy
+    widths = []
+
+    def counting(spec, logits_fn):
+        program = program_module.compiled_program(spec, logits_fn)
+
+        def call(hparams, *rest):  # the runs of one call are the hparams' leading axis
+            widths.append(hparams["lr"].shape[0])
+            return program(hparams, *rest)
+
+        return call
+
+    monkeypatch.setattr(runner_module, "compiled_program", counting)
+    settings = [AttackSetting(lr=lr, steps=40, batch_size=8, frozen_base=frozen)
+                for lr in (1e-2, 3e-3, 1e-3) for frozen in (False, True)]
+    auto = run_attacks(target, _problem(splits), settings,
+                       dataclasses.replace(CONFIG, vectorise_backbone="auto"))
+    assert jax.default_backend() == "cpu"
+    assert sorted(widths) == [1, 1, 1, 4]  # three full runs alone, three probes padded to 4
+    vectorised = run_attacks(target, _problem(splits), settings, CONFIG)
+    np.testing.assert_allclose(_curves(auto), _curves(vectorised), atol=1e-5)
+    with pytest.raises(ValueError, match="vectorise_backbone"):
+        RunnerConfig(vectorise_backbone="sometimes")

@@ -23,7 +23,7 @@ from sdm_jax.attacks.settings import ATTACK_MODES, AttackSetting, validate_setti
 
 SEARCH_METHODS = ("tpe", "random")
 # Runner fields that only shape how runs are executed, not what they compute.
-_EXECUTION_ONLY = ("max_parallel", "eval_batch_size", "max_examples")
+_EXECUTION_ONLY = ("max_parallel", "eval_batch_size", "max_examples", "vectorise_backbone")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def time_vectorised_vs_sequential(
         config if config is not None else RunnerConfig(),
         max_steps=max(s.steps for s in settings),
         max_batch_size=max(s.batch_size for s in settings),
+        vectorise_backbone="always",
     )
     vectorised = dataclasses.replace(fixed, max_parallel=len(settings))
     one_by_one = dataclasses.replace(fixed, max_parallel=1)
