@@ -17,11 +17,11 @@ from pathlib import Path
 
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import config_to_yaml, load_config
+from sdm_jax.configs import packaged_config
 from sdm_jax.evaluate import EvalPlan, evaluate
 from sdm_jax.tune_finetuned import FINETUNE_OVERRIDES
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "bios_minilm.yaml"
+CONFIG = packaged_config("bios_minilm.yaml")
 # Trained baselines as overrides of the blocked run's config.
 BASELINE_OVERRIDES = {
     "ac": ["mlac.inner_steps=0"],

@@ -3,7 +3,8 @@
 Every configuration runs in a fresh subprocess, so its peak memory (device memory stats on
 GPU/TPU, ``ru_maxrss`` on CPU) and its compile time are its own, and ``--devices N`` on CPU can
 simulate N devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. The PyTorch
-reference (``benchmarks/torch_reference.py``) runs as one more subprocess of the same command.
+reference (``sdm_jax/bench/torch_reference.py``, linked as ``benchmarks/torch_reference.py``)
+runs as one more subprocess of the same command.
 
 Examples::
 
@@ -31,8 +32,7 @@ from sdm_jax.bench.flops import MODEL_SHAPES
 from sdm_jax.bench.report import markdown_table
 from sdm_jax.bench.workload import OBJECTIVES, Workload
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TORCH_SCRIPT = REPO_ROOT / "benchmarks" / "torch_reference.py"
+TORCH_SCRIPT = Path(__file__).with_name("torch_reference.py")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
