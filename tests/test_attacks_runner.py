@@ -194,6 +194,7 @@ def test_text_backbone_attacks_and_timing_helper():
     figures = time_vectorised_vs_sequential(target, problem, settings, CONFIG)
     assert figures["runs"] == len(settings)
     assert figures["vectorised_s"] > 0 and figures["sequential_s"] > 0
+    assert figures["speedup"] == pytest.approx(figures["sequential_s"] / figures["vectorised_s"])
     assert figures["max_curve_difference"] < 1e-5
     results = run_attacks(target, problem, settings, CONFIG)
     assert max(r.val["accuracy"] for r in results) > 0.65

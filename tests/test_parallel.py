@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import jax
-import numpy as np
 import pytest
 
 from sdm_jax import parallel
@@ -39,8 +38,14 @@ SHARDED_RUN = textwrap.dedent(
 
     one = jax.jit(make_meta_gradient(backbone, settings, 3, 2))(*args, host_batch, key)
     mesh = parallel.make_mesh()
+    assert mesh.axis_names == (parallel.DATA_AXIS,) and mesh.shape[parallel.DATA_AXIS] == 4
     sharded_batch = parallel.put_meta_batch(host_batch, mesh, settings.shared_outer_batch)
-    assert len(sharded_batch["inner"]["x"].sharding.device_set) == 4
+    inner, outer = sharded_batch["inner"]["x"], sharded_batch["outer"]["x"]
+    # The 4 attackers' batches split one per device; the shared outer batch on every device.
+    assert sorted(s.data.shape[0] for s in inner.addressable_shards) == [1, 1, 1, 1]
+    assert len({s.device for s in inner.addressable_shards}) == 4
+    assert outer.sharding.is_fully_replicated and len(outer.sharding.device_set) == 4
+    np.testing.assert_array_equal(np.asarray(inner), host_batch["inner"]["x"])
     sharded_fn = jax.jit(make_meta_gradient(backbone, settings, 3, 2,
                                             parallel.data_sharded(mesh)))
     four = sharded_fn(*args, sharded_batch, key)
@@ -79,21 +84,9 @@ def test_outer_step_on_four_simulated_devices_matches_one_device():
     assert result["grad_norm_step"] == pytest.approx(result["grad_norm_one"], rel=1e-5)
 
 
-def test_mesh_has_one_data_axis_over_all_devices():
-    mesh = parallel.make_mesh()
-    assert mesh.axis_names == (parallel.DATA_AXIS,)
-    assert mesh.shape[parallel.DATA_AXIS] == jax.device_count()
+def test_a_mesh_needs_devices():
     with pytest.raises(ValueError, match="zero devices"):
         parallel.make_mesh([])
-
-
-def test_put_meta_batch_keeps_values_and_applies_shardings():
-    mesh = parallel.make_mesh()
-    host = {"inner": {"x": np.arange(8.0).reshape(2, 4)}, "outer": {"x": np.ones(3)}}
-    placed = parallel.put_meta_batch(host, mesh, shared_outer_batch=True)
-    np.testing.assert_array_equal(placed["inner"]["x"], host["inner"]["x"])
-    assert placed["inner"]["x"].sharding == parallel.data_sharded(mesh)
-    assert placed["outer"]["x"].sharding == parallel.replicated(mesh)
 
 
 def test_distributed_start_only_when_asked(monkeypatch):

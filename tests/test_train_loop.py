@@ -29,8 +29,10 @@ def test_end_to_end_outputs(straight_run):
     tmp_path, summary = straight_run
     assert summary["final_step"] == 6 and not summary["stopped_early"]
     assert summary["compilations"] == 1
-    assert summary["best_step"] in (3, 6)
     records = read_jsonl(tmp_path / "metrics.jsonl")
+    validation = {r["step"]: r["val/loss/total"] for r in records if r["kind"] == "validation"}
+    assert summary["best_step"] == min(validation, key=lambda step: (validation[step], step))
+    assert summary["best_val_loss"] == pytest.approx(min(validation.values()))
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
     for key in ("term/good_base", "term/linear_mi", "term/bad_adapted_grad", "acc/good_base",
