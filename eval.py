@@ -101,14 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported after parsing so --help answers without loading JAX.
-    from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
-    from sdm_jax.evaluate import (
+    from sdm_jax.app.evaluation import (
         EvalPlan,
         evaluate,
         evaluate_repeats,
         parse_models,
         run_batch_sizes,
     )
+    from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 
     try:
         if len(args.steps) != 3:

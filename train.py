@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here so --help and config errors answer without loading JAX.
         import jax
 
+        from sdm_jax.app.training import TrainingError, train_and_evaluate
         from sdm_jax.data.sources import DEFAULT_CACHE
         from sdm_jax.parallel import maybe_initialize_distributed
-        from sdm_jax.train_loop import TrainingError, train_and_evaluate
 
         # Multi-host (TPU pods, GPU clusters): join the cluster before any device is touched.
         maybe_initialize_distributed()
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tune(args: argparse.Namespace, config, progress: bool | None) -> int:
-    from sdm_jax.tune_finetuned import FinetuneSpace, tune_finetuned
+    from sdm_jax.app.tune_finetuned import FinetuneSpace, tune_finetuned
 
     if len(args.tune_steps) != 3 or len(args.tune_lr_range) != 2:
         raise ConfigError("--tune-steps takes FIRST,LAST,STRIDE and --tune-lr-range LOW,HIGH")

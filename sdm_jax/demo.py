@@ -15,11 +15,11 @@ import json
 import time
 from pathlib import Path
 
+from sdm_jax.app.evaluation import EvalPlan, evaluate
+from sdm_jax.app.tune_finetuned import FINETUNE_OVERRIDES
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import config_to_yaml, load_config
 from sdm_jax.configs import packaged_config
-from sdm_jax.evaluate import EvalPlan, evaluate
-from sdm_jax.tune_finetuned import FINETUNE_OVERRIDES
 
 CONFIG = packaged_config("bios_minilm.yaml")
 # Trained baselines as overrides of the blocked run's config.
@@ -48,7 +48,7 @@ FULL_SEARCH = SearchConfig(
 
 
 def _train(name: str, overrides: list[str], out: Path, progress: bool) -> Path:
-    from sdm_jax.train_loop import train_and_evaluate
+    from sdm_jax.app.training import train_and_evaluate
 
     run_dir = out / name
     config = load_config(CONFIG, overrides)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 
 from sdm_jax import checkpoint  # noqa: E402
-from sdm_jax.train_loop import train_and_evaluate  # noqa: E402
+from sdm_jax.app.training import train_and_evaluate  # noqa: E402
 from tests.toy_runs import MULTIHOST_OVERRIDES, small_config  # noqa: E402
 
 

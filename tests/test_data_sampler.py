@@ -153,8 +153,8 @@ def test_next_stacked_needs_a_positive_count():
 
 
 def test_meta_batches_draw_one_inner_size_per_attacker():
+    from sdm_jax.app.meta_batches import MetaBatchSource
     from sdm_jax.blocking.settings import MLACSettings
-    from sdm_jax.train_task import MetaBatchSource
 
     settings = MLACSettings(meta_batch_size=3, inner_steps=4, batch_size_choices=(2, 4, 6))
     source = MetaBatchSource(_arrays(40), settings, batch_size=5, seed=0)

@@ -10,9 +10,7 @@ import matplotlib.image
 import pytest
 
 import eval as eval_cli
-from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
-from sdm_jax.config import load_config
-from sdm_jax.evaluate import (
+from sdm_jax.app.evaluation import (
     EvalPlan,
     evaluate,
     evaluate_repeats,
@@ -20,7 +18,9 @@ from sdm_jax.evaluate import (
     repeat_plan,
     run_batch_sizes,
 )
-from sdm_jax.train_loop import train_and_evaluate
+from sdm_jax.app.training import train_and_evaluate
+from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
+from sdm_jax.config import load_config
 
 SMALL = [
     "model.kind=mlp", "model.mlp_width=16", "model.mlp_depth=2", "model.pretrain_steps=50",

@@ -9,13 +9,14 @@ import jax
 import numpy as np
 import pytest
 
+from sdm_jax.app.evaluation import EvalPlan, evaluate, load_model
+from sdm_jax.app.export import export_model
+from sdm_jax.app.task import prepare_task
+from sdm_jax.app.training import train_and_evaluate
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import load_config
-from sdm_jax.evaluate import EvalPlan, evaluate, load_model
 from sdm_jax.model_card import CARD, NOT_EVALUATED, REPORT_HEADING, with_report
 from sdm_jax.models import head_logits, load_encoder
-from sdm_jax.train_loop import train_and_evaluate
-from sdm_jax.train_task import export_model, prepare_task
 
 TINY_BERT = Path(__file__).parent / "fixtures" / "tiny_bert"
 TEXT_RUN = [

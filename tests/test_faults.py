@@ -19,7 +19,8 @@ import jax
 import numpy as np
 import pytest
 
-from sdm_jax import train_loop
+from sdm_jax.app import training
+from sdm_jax.app.training import TrainingError, train_and_evaluate
 from sdm_jax.atomic import replace_directory
 from sdm_jax.blocking import MLACSettings
 from sdm_jax.checkpoint import RunCheckpoints
@@ -27,7 +28,6 @@ from sdm_jax.config import ConfigError
 from sdm_jax.data.errors import DataError
 from sdm_jax.models import CheckpointError, load_encoder
 from sdm_jax.run_lock import RunInUseError, hold_run_lock
-from sdm_jax.train_loop import TrainingError, train_and_evaluate
 from tests.toy_runs import SMALL, small_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,12 +55,12 @@ def _kept_steps(run_dir: Path) -> list[int]:
 
 def _validation_losses(monkeypatch, losses_by_step: dict[int, float]) -> None:
     """Validation reports ``losses_by_step[step]`` as its total loss (other metrics real)."""
-    real_call = train_loop._Validator.__call__
+    real_call = training._Validator.__call__
 
     def scripted(self, state):
         return {**real_call(self, state), "loss/total": losses_by_step[int(state.step)]}
 
-    monkeypatch.setattr(train_loop._Validator, "__call__", scripted)
+    monkeypatch.setattr(training._Validator, "__call__", scripted)
 
 
 def test_tied_validation_losses_keep_and_export_the_first_best(tmp_path: Path, monkeypatch):
@@ -117,7 +117,7 @@ def test_non_finite_validation_loss_stops_before_it_is_saved(tmp_path: Path, mon
 
 
 def test_active_row_overflow_between_logged_steps_stops_training(tmp_path: Path, monkeypatch):
-    real_make = train_loop.make_outer_step
+    real_make = training.make_outer_step
 
     def overflowing_at_step_3(*args):
         step_fn = real_make(*args)
@@ -132,7 +132,7 @@ def test_active_row_overflow_between_logged_steps_stops_training(tmp_path: Path,
 
         return Overflowing()
 
-    monkeypatch.setattr(train_loop, "make_outer_step", overflowing_at_step_3)
+    monkeypatch.setattr(training, "make_outer_step", overflowing_at_step_3)
     with pytest.raises(TrainingError) as error:
         train_and_evaluate(_config("train.log_every=2"), tmp_path, progress=False)
     assert str(error.value) == (

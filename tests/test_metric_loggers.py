@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from sdm_jax.app.training import train_and_evaluate
 from sdm_jax.config import ConfigError
 from sdm_jax.metric_loggers import TENSORBOARD_DIR, WANDB_ID_FILE, scalars
-from sdm_jax.train_loop import train_and_evaluate
 from tests.toy_runs import small_config
 
 

@@ -44,7 +44,7 @@ def test_two_processes_killed_and_resumed_match_one_process(tmp_path: Path):
     one = subprocess.run(
         [sys.executable, "-c", "import sys\n"
          "from tests.toy_runs import MULTIHOST_OVERRIDES, small_config\n"
-         "from sdm_jax.train_loop import train_and_evaluate\n"
+         "from sdm_jax.app.training import train_and_evaluate\n"
          "train_and_evaluate(small_config(*MULTIHOST_OVERRIDES), sys.argv[1], progress=False)",
          str(single)],
         cwd=ROOT, capture_output=True, text=True,

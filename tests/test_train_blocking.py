@@ -17,10 +17,10 @@ import jax
 import numpy as np
 import pytest
 
+from sdm_jax.app.task import prepare_task
+from sdm_jax.app.training import load_run_state, train_and_evaluate
 from sdm_jax.attacks import AttackProblem, AttackSetting, AttackTarget, RunnerConfig, run_attacks
 from sdm_jax.config import Config, load_config
-from sdm_jax.train_loop import load_run_state, train_and_evaluate
-from sdm_jax.train_task import prepare_task
 
 ROOT = Path(__file__).resolve().parents[1]
 # The good-task-only baseline: no attacker terms, no inner loop.

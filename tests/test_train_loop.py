@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from sdm_jax import train_loop
+from sdm_jax.app import training
+from sdm_jax.app.training import TrainingError, load_run_state, train_and_evaluate
 from sdm_jax.checkpoint import read_jsonl
 from sdm_jax.config import load_config
-from sdm_jax.train_loop import TrainingError, load_run_state, train_and_evaluate
 from tests.toy_runs import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_resume_refuses_a_changedsmall_config(tmp_path: Path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch):
-    real_make = train_loop.make_outer_step
+    real_make = training.make_outer_step
 
     class PoisonedAfterStep4:
         """The real step, but its loss turns NaN from step 5 on."""
@@ -94,7 +94,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, mo
                 metrics = {**metrics, "loss/total": metrics["loss/total"] * np.nan}
             return state, metrics
 
-    monkeypatch.setattr(train_loop, "make_outer_step", PoisonedAfterStep4)
+    monkeypatch.setattr(training, "make_outer_step", PoisonedAfterStep4)
     with pytest.raises(TrainingError, match="non-finite loss/total at step 5 .* last good "
                                             "checkpoint: step 4"):
         train_and_evaluate(small_config(), tmp_path, progress=False)
@@ -116,8 +116,8 @@ def test_cli_help_and_bad_key(tmp_path: Path):
 
 
 def test_fresh_validation_draws_new_batches_each_time_reproducibly():
-    from sdm_jax.train_loop import _Validator
-    from sdm_jax.train_task import prepare_task
+    from sdm_jax.app.task import prepare_task
+    from sdm_jax.app.training import _Validator
 
     config = small_config("train.validation=fresh", "train.eval_batches=3")
     validator = _Validator(prepare_task(config), config)

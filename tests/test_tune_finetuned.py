@@ -7,9 +7,9 @@ import json
 import pytest
 
 import train as train_cli
+from sdm_jax.app.evaluation import run_config
+from sdm_jax.app.tune_finetuned import FinetuneSpace, tune_finetuned
 from sdm_jax.config import ConfigError, load_config
-from sdm_jax.evaluate import run_config
-from sdm_jax.tune_finetuned import FinetuneSpace, tune_finetuned
 
 SMALL = [
     "model.kind=mlp", "model.mlp_width=16", "model.mlp_depth=2", "model.pretrain_steps=20",

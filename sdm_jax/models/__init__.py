@@ -5,6 +5,7 @@ from sdm_jax.models.bert import BertConfig, bert_apply, bert_backbone, init_bert
 from sdm_jax.models.encoder import (
     Encoder,
     SequenceClassifier,
+    check_model_location,
     embedded_model_dir,
     load_encoder,
     random_encoder,
@@ -12,7 +13,7 @@ from sdm_jax.models.encoder import (
     write_pretrained,
 )
 from sdm_jax.models.heads import head_logits, init_head, mlp_backbone, split_logits
-from sdm_jax.models.hf_io import CheckpointError
+from sdm_jax.models.hf_io import CheckpointError, flatten, unflatten
 
 __all__ = [
     "Backbone",
@@ -22,7 +23,9 @@ __all__ = [
     "SequenceClassifier",
     "bert_apply",
     "bert_backbone",
+    "check_model_location",
     "embedded_model_dir",
+    "flatten",
     "head_logits",
     "init_bert_params",
     "init_head",
@@ -31,5 +34,6 @@ __all__ = [
     "random_encoder",
     "save_pretrained",
     "split_logits",
+    "unflatten",
     "write_pretrained",
 ]

@@ -84,6 +84,16 @@ def _download_from_hub(repo_id: str) -> Path:
         ) from None
 
 
+def check_model_location(name_or_path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` in one line if ``name_or_path`` (a model directory, an
+    embedded alias or a hub id) cannot be loaded, without loading any weights."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        read_config(path)
+    else:
+        resolve_model_dir(name_or_path)
+
+
 def resolve_model_dir(name_or_path: str | os.PathLike) -> Path:
     """A local directory for a path, an embedded-model alias, or a hub id."""
     text = str(name_or_path)

@@ -24,6 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from sdm_jax import parallel
+from sdm_jax.app.export import export_model
+from sdm_jax.app.meta_batches import MetaBatchSource, validation_meta_batches
+from sdm_jax.app.task import PreparedTask, describe, prepare_task
 from sdm_jax.atomic import replace_directory, write_json_atomic, write_text_atomic
 from sdm_jax.blocking import init_train_state, make_meta_objective, make_outer_step
 from sdm_jax.checkpoint import (
@@ -43,14 +46,6 @@ from sdm_jax.config import (
 )
 from sdm_jax.metric_loggers import MetricSink, open_sink
 from sdm_jax.run_lock import hold_run_lock
-from sdm_jax.train_task import (
-    MetaBatchSource,
-    PreparedTask,
-    describe,
-    export_model,
-    prepare_task,
-    validation_meta_batches,
-)
 
 # Validation keys live far from the training steps' fold_in(rng, step) stream.
 VALIDATION_KEY_OFFSET = 2**31

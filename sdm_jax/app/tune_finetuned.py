@@ -98,7 +98,7 @@ def tune_finetuned(
     progress: bool | None = None,
 ) -> dict:
     """Run (or resume) ``trials`` TPE trials; return and write ``RUN_DIR/tuning.json``."""
-    from sdm_jax.train_loop import train_and_evaluate
+    from sdm_jax.app.training import train_and_evaluate
 
     if trials < 1:
         raise ConfigError(f"--tune-finetuned needs at least 1 trial, got {trials}")

@@ -18,6 +18,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from sdm_jax.app.export import load_tree_safetensors
+from sdm_jax.app.task import PreparedTask, prepare_task
 from sdm_jax.atomic import write_text_atomic
 from sdm_jax.attacks import (
     AttackTarget,
@@ -33,15 +35,13 @@ from sdm_jax.fine_tune import accuracy
 from sdm_jax.model_card import CARD, with_report
 from sdm_jax.models import (
     CheckpointError,
+    check_model_location,
     head_logits,
     load_encoder,
     mlp_backbone,
     split_logits,
 )
 from sdm_jax.models.backbone import Params
-from sdm_jax.models.encoder import resolve_model_dir
-from sdm_jax.models.hf_io import read_config
-from sdm_jax.train_task import PreparedTask, load_tree_safetensors, prepare_task
 
 BASELINES = ("pretrained", "random")
 RUN_CONFIG = "config.yaml"
@@ -151,10 +151,7 @@ def check_location(location: str, config: Config) -> None:
         if not (export_dir(path) / "model.json").is_file():
             raise CheckpointError(f"{location}: not a toy MLP run or export (no model.json)")
         return
-    if path.is_dir():
-        read_config(export_dir(path))
-    else:
-        resolve_model_dir(location)
+    check_model_location(export_dir(path) if path.is_dir() else location)
 
 
 def baseline_target(name: str, task: PreparedTask, seed: int) -> AttackTarget:
