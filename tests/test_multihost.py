@@ -54,7 +54,11 @@ def test_two_processes_killed_and_resumed_match_one_process(tmp_path: Path):
     resumed = load_file(str(multi / "export" / "params.safetensors"))
     straight = load_file(str(single / "export" / "params.safetensors"))
     assert sorted(resumed) == sorted(straight)
+    # Two processes sum the attackers' gradients in another order than one; Adam's normalised
+    # steps lift that round-off to ~1e-5 in a few weights over 6 steps (the meta-gradients
+    # themselves agree to 1e-8: test_parallel). A resume that lost or repeated a step moves
+    # the weights by ~outer_lr = 1e-2, far outside this tolerance.
     for name in straight:
-        np.testing.assert_allclose(resumed[name], straight[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(resumed[name], straight[name], rtol=1e-5, atol=1e-4)
     metrics = (multi / "metrics.jsonl").read_text().splitlines()
     assert len(metrics) == len((single / "metrics.jsonl").read_text().splitlines())

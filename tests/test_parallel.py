@@ -21,7 +21,7 @@ SHARDED_RUN = textwrap.dedent(
 
     assert jax.device_count() == 4, jax.devices()
     backbone = mlp_backbone(input_dim=5, width=6, depth=2)
-    settings = MLACSettings(inner_steps=2, meta_batch_size=4, learn_head_init=True,
+    settings = MLACSettings(inner_steps=2, meta_batch_size=4, learn_head_init=HEAD_INIT,
                             frozen_base_prob=0.5)
     rng = np.random.default_rng(0)
 
@@ -69,10 +69,14 @@ SHARDED_RUN = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_outer_step_on_four_simulated_devices_matches_one_device():
+@pytest.mark.parametrize("head_init", [True, False], ids=["reverse_mode", "forward_mode"])
+def test_outer_step_on_four_simulated_devices_matches_one_device(head_init):
+    """With a learned head init the meta-gradient is a second pullback; with the lr alone, its
+    forward-mode tangent."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", SHARDED_RUN], env=env, capture_output=True,
+    script = f"HEAD_INIT = {head_init}\n" + SHARDED_RUN
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))

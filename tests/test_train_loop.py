@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -137,3 +139,50 @@ def test_fresh_validation_draws_new_batches_each_time_reproducibly():
 def test_unknown_validation_mode_is_one_line():
     with pytest.raises(Exception, match="train.validation: must be one of fixed, fresh"):
         small_config("train.validation=sometimes")
+
+
+def test_loop_state_keeps_the_lowest_loss_and_the_earlier_step_on_ties():
+    loop = training.LoopState()
+    assert loop.best_val_loss is None
+    for loss, step in ((0.5, 3), (0.7, 6), (0.5, 9), (0.2, 12)):
+        loop.consider(loss, step)
+        if step == 9:
+            assert (loop.best_loss, loop.best_step) == (0.5, 3)
+    assert (loop.best_val_loss, loop.best_step) == (0.2, 12)
+
+
+def test_step_timer_separates_the_compiling_step_from_the_laps(monkeypatch):
+    clock = iter([0.0, 5.0, 5.0, 11.0, 11.0])
+    monkeypatch.setattr(training.time, "perf_counter", lambda: next(clock))
+    timer = training._StepTimer()  # starts at 0
+    timer.stepped({})  # the first step compiles: done at 5
+    timer.stepped({})
+    timer.stepped({})
+    assert timer.lap() == 3.0  # two steps in 5 .. 11
+    assert timer.figures() == {"first_step_s": 5.0, "steps_per_s": pytest.approx(2 / 6)}
+
+
+class _NoCheckpoints:
+    directory = Path("nowhere")
+
+    def latest_step(self):
+        return None
+
+
+def test_guard_names_what_broke_and_when():
+    settings = load_config(ROOT / "configs" / "toy.yaml").mlac
+    guard = training._Guard(_NoCheckpoints(), settings, start=0)
+    finite = SimpleNamespace(params={"w": jnp.ones(2)})
+    guard.stepped({"active_rows_missing": jnp.int32(0)})
+    guard.check_logged(2, {"loss/total": 1.0}, finite, saving=True)
+    with pytest.raises(TrainingError, match=r"non-finite grad_norm at step 4 .*no checkpoint"):
+        guard.check_logged(4, {"loss/total": 1.0, "grad_norm": float("nan")}, finite, False)
+    broken = SimpleNamespace(params={"w": jnp.array([1.0, jnp.nan])})
+    guard.check_logged(5, {"loss/total": 1.0}, broken, saving=False)  # params checked on saves
+    with pytest.raises(TrainingError, match="non-finite params at step 6"):
+        guard.check_logged(6, {"loss/total": 1.0}, broken, saving=True)
+    with pytest.raises(TrainingError, match="non-finite validation loss at step 6"):
+        guard.check_validation(6, {"loss/total": float("inf")})
+    guard.stepped({"active_rows_missing": jnp.int32(3)})
+    with pytest.raises(TrainingError, match=r"too few for the batches of steps 7-8 \(3 token"):
+        guard.check_logged(8, {"loss/total": 1.0}, finite, saving=False)

@@ -270,8 +270,118 @@ def train_and_evaluate(
             return _train_and_evaluate(config, task, mesh, run_dir, progress, started,
                                        checkpoints, sink)
         finally:
+            checkpoints.close()  # again on success: closing twice is harmless
             if sink is not None:
                 sink.close()
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What the loop tracks besides the train state. ``best_step``/``best_loss`` are the one
+    record of the best validation: every checkpoint's metadata carries them, so a resumed run
+    continues from them and the export reads them."""
+
+    start: int = 0
+    resumed_from: int | None = None
+    best_loss: float = math.inf
+    best_step: int | None = None
+    last_validation: dict = dataclasses.field(default_factory=dict)
+    last_train_metrics: dict = dataclasses.field(default_factory=dict)
+
+    def consider(self, val_loss: float, step: int) -> None:
+        """Make ``step`` the best if it ranks first (lower loss, then the earlier step)."""
+        if self.best_step is None or (validation_rank(val_loss, step)
+                                      < validation_rank(self.best_loss, self.best_step)):
+            self.best_loss, self.best_step = val_loss, step
+
+    @property
+    def best_val_loss(self) -> float | None:
+        return self.best_loss if self.best_step else None
+
+
+class _StepTimer:
+    """Compile time (the first step) and the mean step time of each logged interval."""
+
+    def __init__(self):
+        self.compile_s: float | None = None
+        self.seconds, self.steps = 0.0, 0
+        self._start, self._pending = time.perf_counter(), 0
+
+    def stepped(self, metrics) -> None:
+        self._pending += 1
+        if self.compile_s is None:
+            jax.block_until_ready(metrics)
+            self.compile_s = time.perf_counter() - self._start
+            self._start, self._pending = time.perf_counter(), 0
+
+    def lap(self) -> float:
+        """Mean seconds per step since the last lap; the interval counts towards the total."""
+        elapsed = time.perf_counter() - self._start
+        per_step = elapsed / max(self._pending, 1)
+        self.seconds, self.steps = self.seconds + elapsed, self.steps + self._pending
+        self._start, self._pending = time.perf_counter(), 0
+        return per_step
+
+    def figures(self) -> dict[str, float | None]:
+        figures: dict[str, float | None] = {"first_step_s": self.compile_s}
+        if self.steps:
+            figures["steps_per_s"] = self.steps / max(self.seconds, 1e-9)
+        return figures
+
+
+class _Guard:
+    """Stops the run with a :class:`TrainingError` naming the last good checkpoint when its
+    numbers can no longer be trusted: active rows overflowed, or a loss, gradient, parameter
+    or validation loss is not finite."""
+
+    def __init__(self, checkpoints: RunCheckpoints, settings, start: int):
+        self.checkpoints, self.active_rows = checkpoints, settings.active_rows
+        # Summed on the device every step, read with the other metrics: an overflow between two
+        # logged steps must not pass unnoticed.
+        self.rows_missing, self.last_checked = jnp.zeros((), jnp.int32), start
+
+    def stepped(self, metrics) -> None:
+        self.rows_missing = self.rows_missing + metrics["active_rows_missing"]
+
+    def _stop(self, message: str) -> TrainingError:
+        return TrainingError(f"{message}, {_kept_checkpoint(self.checkpoints)}")
+
+    def check_logged(self, step: int, values: Mapping[str, float], state, saving: bool) -> None:
+        if int(self.rows_missing):
+            raise self._stop(
+                f"mlac.active_rows: {self.active_rows} rows are too few for the batches of "
+                f"steps {self.last_checked + 1}-{step} ({int(self.rows_missing)} token "
+                "occurrences did not fit, so those steps were inexact); raise it and re-run")
+        self.last_checked = step
+        broken = _first_non_finite(values)
+        if broken is None and saving and not bool(_all_finite(state.params)):
+            broken = "params"
+        if broken is not None:
+            raise self._stop(f"non-finite {broken} at step {step} ({values.get(broken)}); "
+                             "training stopped")
+
+    def check_validation(self, step: int, val: Mapping[str, float]) -> None:
+        if not math.isfinite(val["loss/total"]):
+            raise self._stop(f"non-finite validation loss at step {step} ({val['loss/total']});"
+                             " training stopped")
+
+
+def _restore(checkpoints: RunCheckpoints, state, source: MetaBatchSource, files: _RunFiles,
+             run_dir: Path):
+    """The state to start from and the loop's record: the newest readable checkpoint's, or a
+    fresh start."""
+    loop = LoopState()
+    restored = _latest_readable(checkpoints, lambda step: checkpoints.restore(state, step))
+    if restored is None:
+        return state, loop
+    state, samplers, metadata = restored[1]
+    source.load_state_dict(samplers)
+    loop.start = loop.resumed_from = int(metadata["step"])
+    loop.best_loss, loop.best_step = _kept_best(checkpoints, metadata)
+    files.truncate_metrics(loop.start)
+    _print(f"resuming {run_dir} from step {loop.start} (best validation loss "
+           f"{loop.best_loss:.4g} at step {loop.best_step})", None)
+    return state, loop
 
 
 def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
@@ -290,127 +400,99 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
         state = jax.device_put(state, parallel.replicated(mesh))
     source = MetaBatchSource(task.splits["train"], settings, train.batch_size, train.seed)
     validate = _Validator(task, config)
-    start, best_loss, best_step, resumed_from = 0, math.inf, None, None
-    restored = _latest_readable(checkpoints, lambda step: checkpoints.restore(state, step))
-    if restored is not None:
-        state, samplers, metadata = restored[1]
-        source.load_state_dict(samplers)
-        start = resumed_from = int(metadata["step"])
-        best_loss, best_step = _kept_best(checkpoints, metadata)
-        files.truncate_metrics(start)
-        _print(f"resuming {run_dir} from step {start} (best validation loss {best_loss:.4g} "
-               f"at step {best_step})", None)
+    state, loop = _restore(checkpoints, state, source, files, run_dir)
 
-    end = train.stop_after or train.outer_steps
     hidden = None if progress is None else not progress
-    bar = tqdm(total=train.outer_steps, initial=start, disable=hidden if files.writer else True,
-               dynamic_ncols=True, desc="outer steps")
-    interval_start, interval_steps, warned, values = time.perf_counter(), 0, False, {}
-    compile_s, val, step_seconds, timed_steps = None, {}, 0.0, 0
-    # Summed on the device every step, read with the other metrics: an overflow between two
-    # logged steps must not pass unnoticed.
-    rows_missing, last_checked = jnp.zeros((), jnp.int32), start
-    for step in range(start + 1, end + 1):
+    bar = tqdm(total=train.outer_steps, initial=loop.start,
+               disable=hidden if files.writer else True, dynamic_ncols=True, desc="outer steps")
+    timer, guard = _StepTimer(), _Guard(checkpoints, settings, loop.start)
+    try:
+        state = _run_steps(config, state, loop, step_fn, source, validate, files, checkpoints,
+                           mesh, bar, timer, guard)
+    finally:
+        bar.close()
+    return _finish(config, task, state, loop, step_fn, timer, files, checkpoints, run_dir,
+                   started)
+
+
+def _run_steps(config: Config, state, loop: LoopState, step_fn, source, validate, files,
+               checkpoints, mesh, bar, timer: _StepTimer, guard: _Guard):
+    settings, train = config.mlac, config.train
+    warned = False
+    for step in range(loop.start + 1, (train.stop_after or train.outer_steps) + 1):
         meta_batch = source.next()
         if mesh is not None:
             meta_batch = parallel.put_meta_batch(meta_batch, mesh, settings.shared_outer_batch)
         state, metrics = step_fn(state, meta_batch)
-        rows_missing = rows_missing + metrics["active_rows_missing"]
-        interval_steps += 1
+        guard.stepped(metrics)
+        timer.stepped(metrics)
         bar.update(1)
-        if compile_s is None:
-            jax.block_until_ready(metrics)
-            compile_s = time.perf_counter() - interval_start
-            interval_start, interval_steps = time.perf_counter(), 0
         if step_fn.trace_count > 1 and not warned:
             warned = True
             _print(f"warning: the outer step was compiled {step_fn.trace_count} times "
                    "(input shapes changed after the first step)", bar)
 
         validating = step % train.eval_every == 0 or step == train.outer_steps
-        saving = validating or step % train.checkpoint_every == 0 or step == end
+        saving = (validating or step % train.checkpoint_every == 0
+                  or step == (train.stop_after or train.outer_steps))
         if not (saving or step % train.log_every == 0):
             continue
-        values = _host_scalars(metrics)
-        elapsed = time.perf_counter() - interval_start
-        record = {"step": step, "kind": "train", **values,
-                  "step_time_s": elapsed / max(interval_steps, 1),
+        values = loop.last_train_metrics = _host_scalars(metrics)
+        record = {"step": step, "kind": "train", **values, "step_time_s": timer.lap(),
                   "compilations": step_fn.trace_count}
-        if step == start + 1:
-            record["first_step_s"] = compile_s
+        if step == loop.start + 1:
+            record["first_step_s"] = timer.compile_s
         files.append_metrics(record)
-        step_seconds, timed_steps = step_seconds + elapsed, timed_steps + interval_steps
-        interval_start, interval_steps = time.perf_counter(), 0
-        if int(rows_missing):
-            bar.close()
-            checkpoints.close()
-            raise TrainingError(
-                f"mlac.active_rows: {settings.active_rows} rows are too few for the batches of "
-                f"steps {last_checked + 1}-{step} ({int(rows_missing)} token occurrences did "
-                f"not fit, so those steps were inexact); raise it and re-run, "
-                f"{_kept_checkpoint(checkpoints)}")
-        last_checked = step
-        broken = _first_non_finite(values)
-        if broken is None and saving and not bool(_all_finite(state.params)):
-            broken = "params"
-        if broken is not None:
-            bar.close()
-            checkpoints.close()
-            raise TrainingError(f"non-finite {broken} at step {step} ({values.get(broken)}); "
-                                f"training stopped, {_kept_checkpoint(checkpoints)}")
+        guard.check_logged(step, values, state, saving)
         bar.set_postfix(loss=f"{values['loss/total']:.4f}",
                         good_acc=f"{values.get('acc/good_base', float('nan')):.3f}", refresh=False)
         if validating:
-            val = validate(state)
+            val = loop.last_validation = validate(state)
             files.append_metrics({"step": step, "kind": "validation",
                                   **{f"val/{k}": v for k, v in val.items()}})
-            if not math.isfinite(val["loss/total"]):
-                bar.close()
-                checkpoints.close()
-                raise TrainingError(f"non-finite validation loss at step {step} "
-                                    f"({val['loss/total']}); training stopped, "
-                                    f"{_kept_checkpoint(checkpoints)}")
-            if best_step is None or (validation_rank(val["loss/total"], step)
-                                     < validation_rank(best_loss, best_step)):
-                best_loss, best_step = val["loss/total"], step
+            guard.check_validation(step, val)
+            loop.consider(val["loss/total"], step)
             _print(f"step {step}: validation loss {val['loss/total']:.4f}, good accuracy "
-                   f"{val.get('acc/good_base', float('nan')):.4f} (best {best_loss:.4f} at "
-                   f"step {best_step})", bar)
+                   f"{val.get('acc/good_base', float('nan')):.4f} (best {loop.best_loss:.4f} "
+                   f"at step {loop.best_step})", bar)
         if saving:
             checkpoints.save(step, state, source.state_dict(),
-                             val["loss/total"] if validating else None, best_step,
-                             extra={"best_val_loss": best_loss if best_step else None})
-    bar.close()
+                             loop.last_validation["loss/total"] if validating else None,
+                             loop.best_step, extra={"best_val_loss": loop.best_val_loss})
+    return state
 
+
+def _finish(config: Config, task: PreparedTask, state, loop: LoopState, step_fn,
+            timer: _StepTimer, files: _RunFiles, checkpoints, run_dir: Path,
+            started: float) -> dict[str, Any]:
+    """Export the best checkpoint of a finished run and write its summary."""
     final_step = int(jax.device_get(state.step))
     summary: dict[str, Any] = {
         "run_dir": str(run_dir),
         "task": describe(task),
         "final_step": final_step,
-        "outer_steps": train.outer_steps,
-        "resumed_from": resumed_from,
-        "stopped_early": final_step < train.outer_steps,
-        "best_val_loss": best_loss if best_step else None,
-        "best_step": best_step,
-        "last_train_metrics": values,
+        "outer_steps": config.train.outer_steps,
+        "resumed_from": loop.resumed_from,
+        "stopped_early": final_step < config.train.outer_steps,
+        "best_val_loss": loop.best_val_loss,
+        "best_step": loop.best_step,
+        "last_train_metrics": loop.last_train_metrics,
         "compilations": step_fn.trace_count,
-        "first_step_s": compile_s,
+        **timer.figures(),
         "wall_s": time.perf_counter() - started,
     }
-    if timed_steps:
-        summary["steps_per_s"] = timed_steps / max(step_seconds, 1e-9)
     if not summary["stopped_early"]:
         best_state = state
-        if best_step is not None and best_step != final_step:
-            best_state, _, _ = checkpoints.restore(state, best_step)
-        summary["export_step"] = best_step or final_step
+        if loop.best_step is not None and loop.best_step != final_step:
+            best_state, _, _ = checkpoints.restore(state, loop.best_step)
+        summary["export_step"] = loop.best_step or final_step
         summary["export_dir"] = str(
             files.export(task, best_state.params, config, summary["export_step"])
         )
-        summary["final_validation"] = val
-    if start == final_step:
+        summary["final_validation"] = loop.last_validation
+    if loop.start == final_step:
         summary.update(_training_figures(run_dir / "summary.json"))
-    checkpoints.close()
+    checkpoints.close()  # every checkpoint on disk before the summary says the run is done
     files.write_summary(summary)
     return summary
 
