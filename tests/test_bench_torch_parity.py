@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -26,16 +24,11 @@ from sdm_jax.blocking import make_meta_gradient  # noqa: E402
 from sdm_jax.models import bert_backbone, init_bert_params, init_head  # noqa: E402
 from sdm_jax.models.hf_io import flatten, path_to_hf_name  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_reference.py"
 WORKLOAD = Workload(model="test-micro", seq_len=8, batch=4, inner_steps=3, bad_adapted=True)
 
 
 def _reference_module():
-    spec = importlib.util.spec_from_file_location("torch_reference", REFERENCE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("sdm_jax.bench.torch_reference")
 
 
 def _hf_named(tree) -> dict[str, np.ndarray]:

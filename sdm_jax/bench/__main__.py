@@ -3,8 +3,8 @@
 Every configuration runs in a fresh subprocess, so its peak memory (device memory stats on
 GPU/TPU, ``ru_maxrss`` on CPU) and its compile time are its own, and ``--devices N`` on CPU can
 simulate N devices with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``. The PyTorch
-reference (``sdm_jax/bench/torch_reference.py``, linked as ``benchmarks/torch_reference.py``)
-runs as one more subprocess of the same command.
+reference (:mod:`sdm_jax.bench.torch_reference`) runs as one more subprocess of the same
+command.
 
 Examples::
 
@@ -32,7 +32,7 @@ from sdm_jax.bench.flops import MODEL_SHAPES
 from sdm_jax.bench.report import markdown_table
 from sdm_jax.bench.workload import OBJECTIVES, Workload
 
-TORCH_SCRIPT = Path(__file__).with_name("torch_reference.py")
+TORCH_MODULE = "sdm_jax.bench.torch_reference"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -166,7 +166,7 @@ def run_jax(workload: Workload, args: argparse.Namespace, env: dict | None = Non
 
 
 def run_torch(workload: Workload, args: argparse.Namespace, torch_python: str) -> dict:
-    command = [torch_python, str(TORCH_SCRIPT), "--model", workload.model,
+    command = [torch_python, "-m", TORCH_MODULE, "--model", workload.model,
                "--seq-len", str(workload.seq_len), "--batch", str(workload.batch),
                "--inner-steps", str(workload.inner_steps), "--objective", workload.objective,
                "--min-steps", str(args.min_steps), "--min-seconds", str(args.min_seconds),

@@ -19,7 +19,8 @@ parameters threaded through ``torch.func.functional_call``. Two objectives:
 The bounded linear read-out ``W*`` of each logit set is solved without gradient (FISTA, the same
 iterations as ``sdm_jax.blocking.losses``) and held constant, which is exact by Danskin's theorem.
 
-Run alone: ``python benchmarks/torch_reference.py --inner-steps 16 --json out.json``.
+Run alone: ``python -m sdm_jax.bench.torch_reference --inner-steps 16 --json out.json`` (as a
+module: run as a script, its folder would shadow the standard ``profile`` module).
 """
 
 from __future__ import annotations

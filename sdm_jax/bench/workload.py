@@ -4,7 +4,7 @@ The step is ``sdm_jax.blocking.make_outer_step`` exactly as training runs it: a 
 simulated attackers (``run_attacker``: ``lax.scan`` under the chosen remat policy), the paper's
 default objective ``good_base - linear_mi + bad_adapted_grad`` (optionally ``- bad_adapted``),
 the model's meta-gradient and the learned inner learning rate's gradient (a second pullback of
-the same forward pass), both Adam updates, state donated. ``benchmarks/torch_reference.py``
+the same forward pass), both Adam updates, state donated. ``sdm_jax/bench/torch_reference.py``
 computes the same thing in PyTorch.
 
 Token ids follow a Zipf law over the vocabulary (rank r has probability ∝ 1/r^1.1, ranks mapped

@@ -1,1 +1,0 @@
-../sdm_jax/bench/torch_reference.py
