@@ -9,8 +9,7 @@ import numpy as np
 
 from sdm_jax.blocking.settings import MLACSettings
 from sdm_jax.data import BatchSampler, split_length, take
-
-Arrays = dict[str, np.ndarray]
+from sdm_jax.data.sampler import Arrays
 
 
 class MetaBatchSource:

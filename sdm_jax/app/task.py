@@ -21,6 +21,7 @@ from sdm_jax.data import (
     split_length,
     tokenize_task,
 )
+from sdm_jax.data.sampler import Arrays
 from sdm_jax.data.sources import DEFAULT_CACHE
 from sdm_jax.data.toy import TOY_LABEL_NAMES
 from sdm_jax.models import (
@@ -30,7 +31,6 @@ from sdm_jax.models import (
 )
 from sdm_jax.models.backbone import Backbone, Params
 
-Arrays = dict[str, np.ndarray]
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 

@@ -8,11 +8,10 @@ import jax.numpy as jnp
 
 from sdm_jax.config import Config
 from sdm_jax.data import BatchSampler
+from sdm_jax.data.sampler import Arrays
 from sdm_jax.fine_tune import cross_entropy, direction, take_step
 from sdm_jax.models import head_logits, init_head, split_logits
 from sdm_jax.models.backbone import Backbone, Params
-
-Arrays = dict
 
 
 def pretrain_on_both_tasks(

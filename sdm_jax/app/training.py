@@ -418,8 +418,8 @@ def _train_and_evaluate(config: Config, task: PreparedTask, mesh, run_dir: Path,
 def _run_steps(config: Config, state, loop: LoopState, step_fn, source, validate, files,
                checkpoints, mesh, bar, timer: _StepTimer, guard: _Guard):
     settings, train = config.mlac, config.train
-    warned = False
-    for step in range(loop.start + 1, (train.stop_after or train.outer_steps) + 1):
+    warned, end = False, train.stop_after or train.outer_steps
+    for step in range(loop.start + 1, end + 1):
         meta_batch = source.next()
         if mesh is not None:
             meta_batch = parallel.put_meta_batch(meta_batch, mesh, settings.shared_outer_batch)
@@ -433,8 +433,7 @@ def _run_steps(config: Config, state, loop: LoopState, step_fn, source, validate
                    "(input shapes changed after the first step)", bar)
 
         validating = step % train.eval_every == 0 or step == train.outer_steps
-        saving = (validating or step % train.checkpoint_every == 0
-                  or step == (train.stop_after or train.outer_steps))
+        saving = validating or step % train.checkpoint_every == 0 or step == end
         if not (saving or step % train.log_every == 0):
             continue
         values = loop.last_train_metrics = _host_scalars(metrics)

@@ -130,7 +130,7 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
         transform = direction(
             spec.family, momentum=hparams["momentum"], weight_decay=hparams["weight_decay"]
         )
-        trained = {"backbone": 1.0 - hparams["frozen"]}
+        trained_parts = {"backbone": 1.0 - hparams["frozen"]}
         rows = jnp.arange(spec.max_batch)
         weight = (rows < hparams["batch_size"]).astype(jnp.float32)
 
@@ -149,10 +149,10 @@ def _single_run(spec: ProgramSpec, logits_fn: Callable):
                 step, hparams["steps"], hparams["warmup_steps"], hparams["schedule"]
             )
             new_params, new_opt_state, outcome = take_step(
-                loss_fn, transform, params, opt_state, batch, learning_rate, trained=trained
+                loss_fn, transform, params, opt_state, batch, learning_rate, trained=trained_parts
             )
             # A row with zero gradient and zero moments moves by its weight decay alone.
-            decay = 1.0 - learning_rate * trained["backbone"] * hparams["weight_decay"]
+            decay = 1.0 - learning_rate * trained_parts["backbone"] * hparams["weight_decay"]
             new = (new_params, new_opt_state, untouched_scale * decay)
             active = step < hparams["steps"]
             carry = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, carry)
