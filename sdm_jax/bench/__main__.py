@@ -32,6 +32,8 @@ from sdm_jax.bench.flops import MODEL_SHAPES
 from sdm_jax.bench.report import markdown_table
 from sdm_jax.bench.workload import OBJECTIVES, Workload
 
+ATTACK_SWEEP_MODES = ("full", "frozen", "lora")
+
 TORCH_MODULE = "sdm_jax.bench.torch_reference"
 
 
@@ -88,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "by one (0 = skip)")
     parser.add_argument("--attack-seq-len", type=int, default=32,
                         help="sequence length of the attack runs' data")
+    parser.add_argument("--attack-modes", nargs="+", default=["full"],
+                        choices=ATTACK_SWEEP_MODES,
+                        help="what the timed attack runs train: full fine-tuning, a linear "
+                             "probe (frozen) or LoRA adapters; one sweep per mode")
     parser.add_argument("--settle-seconds", type=float, default=machine.SETTLE_TIMEOUT_S,
                         help="before each run, wait up to this long for the 1-minute load to "
                              "fall to the core count (the previous run raises it; 0 = no wait)")
@@ -228,7 +234,8 @@ def child_main(spec: dict, out: Path) -> None:
     elif spec.get("attacks"):
         from sdm_jax.bench.attack_sweep import attack_sweep
 
-        result = attack_sweep(MODEL_SHAPES[spec["model"]], spec["seq_len"], spec["steps"])
+        result = attack_sweep(MODEL_SHAPES[spec["model"]], spec["seq_len"], spec["steps"],
+                              mode=spec["mode"])
     else:
         result = measure(Workload(**spec["workload"]), spec["min_steps"], spec["min_seconds"],
                          spec["warmup_steps"])
@@ -259,13 +266,13 @@ def main(argv: list[str] | None = None) -> None:
         results.append(compare.timed_run(lambda w=workload: run_jax(w, args), cores,
                                          args.settle_seconds))
         print(markdown_table(results[-1:], peak).splitlines()[-1], flush=True)
-    attacks = None
-    if args.attack_steps:
+    attacks = {}
+    for mode in args.attack_modes if args.attack_steps else ():
         spec = json.dumps({"attacks": True, "model": args.model, "seq_len": args.attack_seq_len,
-                           "steps": args.attack_steps})
-        attacks = _run_json([sys.executable, "-m", "sdm_jax.bench", "--child", spec, "--json"],
-                            dict(os.environ), args.timeout)
-        print(f"32 attack runs: {json.dumps(attacks)}", flush=True)
+                           "steps": args.attack_steps, "mode": mode})
+        attacks[mode] = _run_json([sys.executable, "-m", "sdm_jax.bench", "--child", spec,
+                                   "--json"], dict(os.environ), args.timeout)
+        print(f"32 attack runs ({mode}): {json.dumps(attacks[mode])}", flush=True)
     summary = {
         "model": args.model,
         "config": asdict(MODEL_SHAPES[args.model]),
@@ -273,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_start": load,
         "load_average_end": os.getloadavg(),
         "results": results,
-        "attack_sweep": attacks,
+        "attack_sweep": attacks or None,
     }
     print()
     print(f"model={args.model} seq_len={args.seq_len} batch={args.batch} "

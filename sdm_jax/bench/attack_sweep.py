@@ -33,13 +33,17 @@ def _split(config, size: int, seq_len: int, seed: int) -> dict:
 
 
 def attack_sweep(model_config, seq_len: int, steps: int, examples: int = 100,
-                 eval_size: int = 128) -> dict:
+                 eval_size: int = 128, mode: str = "full") -> dict:
+    """``mode``: what the runs train: ``full`` (the whole model), ``frozen`` (a linear probe)
+    or ``lora`` (adapters on the attention matrices)."""
     backbone = bert_backbone(model_config)
     target = AttackTarget("bench-random", backbone, init_bert_params(model_config,
                                                                      jax.random.key(0)))
     problem = AttackProblem("bad", examples, _split(model_config, examples, seq_len, 0),
                             _split(model_config, eval_size, seq_len, 1))
-    settings = [AttackSetting(lr=float(lr), steps=steps, batch_size=16, seed=seed)
+    settings = [AttackSetting(lr=float(lr), steps=steps, batch_size=16, seed=seed,
+                              frozen_base=mode == "frozen",
+                              adapter="lora" if mode == "lora" else "none")
                 for lr in np.logspace(-4, -2, 8) for seed in range(4)]
     config = RunnerConfig(eval_every=max(steps // 2, 1), eval_batch_size=eval_size)
     return time_vectorised_vs_sequential(target, problem, settings, config)
