@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vectorise-backbone", choices=("auto", "always", "never"),
                         default="auto",
                         help="run full/PEFT attacks vectorised (always), one at a time (never) "
-                             "or auto: one at a time on a CPU, where that is faster; probes "
-                             "are always vectorised")
+                             "or auto: one at a time on a CPU, where vectorising does not pay; "
+                             "probes are always vectorised")
     parser.add_argument("--seed", type=int, default=0, help="search and attacker seed")
     parser.add_argument("--repeats", type=int, default=1,
                         help="repeat the whole evaluation with this many seed sets (the paper "

@@ -64,8 +64,9 @@ class RunnerConfig:
     program serves them all. ``ma_window``/``targets``: the examples-to-target statistic.
     ``vectorise_backbone``: whether runs that train through the backbone share one vmapped
     program (``always``), go one at a time (``never``), or ``auto``: vectorised except on a
-    CPU backend (32 BERT-tiny runs: 0.87× for full fine-tuning and 0.95× for LoRA vectorised
-    against one by one on the 2-core CPU, while probes ran 17× faster vectorised).
+    CPU backend (32 BERT-tiny runs, ``python -m sdm_jax.bench --attack-modes full frozen lora``
+    on the 2-core CPU: vectorised 0.91–0.93× of one by one for full fine-tuning and 0.97–1.02×
+    for LoRA, while probes ran 19× faster vectorised).
     """
 
     eval_every: int = 50
