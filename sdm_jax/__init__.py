@@ -7,7 +7,13 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 # isort: split
 
-from sdm_jax.models import (
+from sdm_jax import xla_defaults
+
+xla_defaults.apply()
+
+# isort: split
+
+from sdm_jax.models import (  # noqa: E402  (after the XLA flags, before any backend starts)
     Backbone,
     BertConfig,
     CheckpointError,

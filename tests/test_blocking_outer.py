@@ -334,3 +334,35 @@ def test_forward_and_reverse_lr_gradients_agree_and_forward_refuses_a_head_init(
     assert not replace(settings, learn_head_init=True).forward_mode_meta_gradient
     with pytest.raises(ValueError, match="meta_gradient_mode forward"):
         replace(settings, meta_gradient_mode="forward", learn_head_init=True)
+
+
+@pytest.mark.parametrize("shared_outer_batch", [True, False])
+def test_sequential_and_vectorised_attackers_give_the_same_meta_gradient(shared_outer_batch):
+    settings = MLACSettings(inner_steps=2, meta_batch_size=3, inner_lr_init=5e-3,
+                            shared_outer_batch=shared_outer_batch, l_bad_adapted=1.0)
+    state = init_train_state(MLP, MLP.init(jax.random.PRNGKey(3)), NUM_GOOD, NUM_BAD, settings,
+                             seed=0)
+    mb, key = meta_batch(settings, seed=5), jax.random.PRNGKey(13)
+    results = []
+    for batching in ("sequential", "vectorised"):
+        chosen = replace(settings, attacker_batching=batching)
+        gradient = jax.jit(make_meta_gradient(MLP, chosen, NUM_GOOD, NUM_BAD))
+        results.append(gradient(state.params, state.meta_params, {}, mb, key))
+    (grads_s, meta_s, metrics_s), (grads_v, meta_v, metrics_v) = results
+    assert float(jnp.abs(meta_s["inner_lr"])) > 0
+    for sequential, vectorised in zip(jax.tree.leaves((grads_s, meta_s, metrics_s)),
+                                      jax.tree.leaves((grads_v, meta_v, metrics_v)), strict=True):
+        np.testing.assert_allclose(sequential, vectorised, rtol=1e-5, atol=1e-7)
+
+
+def test_sequential_attackers_refuse_a_device_mesh_and_auto_picks_per_backend():
+    from sdm_jax.blocking.outer import attacker_mapper
+
+    sequential = replace(STEP_SETTINGS, attacker_batching="sequential")
+    with pytest.raises(ValueError, match="attacker_batching sequential cannot shard"):
+        attacker_mapper(sequential, sharded=True)
+    auto = attacker_mapper(STEP_SETTINGS, sharded=False)
+    assert auto.__name__ == ("sequential" if jax.default_backend() == "cpu" else "vectorised")
+    assert attacker_mapper(STEP_SETTINGS, sharded=True).__name__ == "vectorised"
+    with pytest.raises(ValueError, match="attacker_batching must be one of"):
+        replace(STEP_SETTINGS, attacker_batching="parallel")

@@ -76,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         choices=("auto", "forward", "reverse"),
                         help="how the learned inner lr's gradient is computed (paper objective): "
                              "forward mode beside the primal (auto) or a second pullback")
+    parser.add_argument("--attacker-batching", default="auto",
+                        choices=("auto", "vectorised", "sequential"),
+                        help="attackers of a meta-batch vmapped or one after the other (auto: "
+                             "sequential on CPU); see mlac.attacker_batching")
     parser.add_argument("--compare-torch", action="store_true",
                         help="time JAX and the PyTorch reference interleaved (needs the torch "
                              "extra) instead of the sweep; prints the ratio of medians")
@@ -117,7 +121,8 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     for objective in args.objectives:
         base = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
                         meta_batch=args.meta_batch, objective=objective,
-                        meta_gradient_mode=args.meta_gradient_mode)
+                        meta_gradient_mode=args.meta_gradient_mode,
+                        attacker_batching=args.attacker_batching)
         runs.extend(_sweep(base, args))
     return runs
 
@@ -208,7 +213,8 @@ def compare_with_torch(args: argparse.Namespace) -> list[dict]:
                 workload = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
                                     inner_steps=k, remat=args.remat[0],
                                     active_rows=args.active_rows, objective=objective,
-                                    meta_gradient_mode=args.meta_gradient_mode)
+                                    meta_gradient_mode=args.meta_gradient_mode,
+                                    attacker_batching=args.attacker_batching)
                 rounds = compare.interleave(lambda w=workload: run_jax(w, args, cache_env),
                                             lambda w=workload: run_torch(w, args, torch_python),
                                             args.pairs, cores, args.settle_seconds)

@@ -132,6 +132,29 @@ def check_meta_batch(meta_batch: MetaBatch, settings: MLACSettings) -> None:
                 )
 
 
+def attacker_mapper(settings: MLACSettings, sharded: bool) -> Callable:
+    """``map_attackers(attack, keys, inner, outer)``: every attacker of the meta-batch, vmapped
+    or one after the other (``settings.attacker_batching``; sharded attackers are vmapped)."""
+    mode = settings.attacker_batching
+    if mode == "auto":
+        on_cpu = jax.default_backend() == "cpu"
+        mode = "sequential" if on_cpu and not sharded else "vectorised"
+    if mode == "sequential" and sharded:
+        raise ValueError("mlac.attacker_batching sequential cannot shard attackers over a device "
+                         "mesh; use vectorised or auto")
+    outer_axis = None if settings.shared_outer_batch else 0
+
+    def vectorised(attack, keys, inner, outer):
+        return jax.vmap(attack, in_axes=(0, 0, outer_axis))(keys, inner, outer)
+
+    def sequential(attack, keys, inner, outer):
+        if settings.shared_outer_batch:
+            return jax.lax.map(lambda xs: attack(*xs, outer), (keys, inner))
+        return jax.lax.map(lambda xs: attack(*xs), (keys, inner, outer))
+
+    return sequential if mode == "sequential" else vectorised
+
+
 def make_meta_objective(
     backbone: Backbone,
     settings: MLACSettings,
@@ -152,6 +175,7 @@ def make_meta_objective(
         )
 
         keys = jax.random.split(key, settings.meta_batch_size)
+        map_attackers = attacker_mapper(settings, sharded=attacker_sharding is not None)
         if attacker_sharding is not None:
             keys = jax.lax.with_sharding_constraint(keys, attacker_sharding)
 
@@ -161,10 +185,7 @@ def make_meta_objective(
                 settings, num_good, num_bad,
             )
 
-        outer_axis = None if settings.shared_outer_batch else 0
-        adapted, attacker_metrics = jax.vmap(attack, in_axes=(0, 0, outer_axis))(
-            keys, inner, outer
-        )
+        adapted, attacker_metrics = map_attackers(attack, keys, inner, outer)
         missing_rows = attacker_metrics.pop("active_rows_missing")
         terms.update(jax.tree.map(jnp.mean, adapted))
         metrics.update(jax.tree.map(jnp.mean, attacker_metrics))

@@ -15,6 +15,7 @@ INNER_ATTACKS = ("full", "head", "lora")
 REMAT_POLICIES = ("none", "full", "dots", "sqrt")
 INNER_LR_SPACES = ("raw", "log")
 META_GRADIENT_MODES = ("auto", "forward", "reverse")
+ATTACKER_BATCHING = ("auto", "vectorised", "sequential")
 
 # Loss weights whose term is *maximised*: the total outer loss adds them with a minus sign.
 MAXIMISED_TERMS = ("bad_base", "bad_adapted", "linear_mi", "good_adapted_bad", "entropy")
@@ -80,6 +81,12 @@ class MLACSettings:
     - ``first_order``: treat every inner update as a constant (straight-through): the base
       parameters reach the adapted ones through the identity, the lr through its direct factor.
     - ``meta_batch_size``: M simulated attackers per outer step (vmapped, sharded on ``data``).
+    - ``attacker_batching``: how the M attackers of one device run. ``vectorised``: one
+      ``vmap``ped program (matmuls gain an attacker axis); ``sequential``: ``lax.map``, one
+      attacker after the other with plain matmuls (measured 1.03–1.05× faster per attacker on
+      a 2-core CPU, where a batched matmul buys no parallelism); ``auto`` (default):
+      ``sequential`` on a CPU backend without a device mesh, ``vectorised`` otherwise. Both
+      compute the same numbers.
     - ``shared_outer_batch``: one outer batch ``[B, ...]`` for all attackers, else ``[M, B, ...]``.
     - ``meta_gradient_mode``: how the attacker loss reaches the meta-parameters. ``reverse``: a
       second pullback through the unrolled attacker; ``forward``: the tangent along the learned
@@ -134,6 +141,7 @@ class MLACSettings:
     active_rows: int = 0
     first_order: bool = False
     meta_batch_size: int = 1
+    attacker_batching: str = "auto"
     shared_outer_batch: bool = True
     meta_gradient_mode: str = "auto"
 
@@ -222,6 +230,9 @@ def _problems(s: MLACSettings) -> list[str]:
     if s.meta_gradient_mode not in META_GRADIENT_MODES:
         problems.append(f"meta_gradient_mode must be one of {META_GRADIENT_MODES}, got "
                         f"{s.meta_gradient_mode!r}")
+    if s.attacker_batching not in ATTACKER_BATCHING:
+        problems.append(f"attacker_batching must be one of {ATTACKER_BATCHING}, got "
+                        f"{s.attacker_batching!r}")
     if s.meta_gradient_mode == "forward" and s.learn_head_init:
         problems.append("meta_gradient_mode forward carries one tangent, for the inner lr: it "
                         "cannot serve learn_head_init (use auto or reverse)")
