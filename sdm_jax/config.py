@@ -36,9 +36,9 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The network being blocked.
 
-    - ``kind``: ``bert`` (a BERT-family encoder loaded with ``load_encoder``, trained on the
-      text task of the ``data:`` section) or ``mlp`` (the toy task's ReLU network, trained on
-      the Gaussian task of the ``toy:`` section).
+    - ``kind``: ``bert`` (a text encoder loaded with ``load_encoder``, of any family it reads:
+      BERT or RoBERTa, trained on the text task of the ``data:`` section) or ``mlp`` (the toy
+      task's ReLU network, trained on the Gaussian task of the ``toy:`` section).
     - ``name``: for ``bert``, a local directory, a hub id, or the embedded alias ``minilm``.
     - ``num_layers``: keep only the first N transformer layers (``null`` keeps all).
     - ``dtype``: compute dtype; parameters stay float32.

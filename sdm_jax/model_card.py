@@ -17,11 +17,10 @@ NOT_EVALUATED = (
 )
 
 
-def _usage(pooling: str) -> str:
+def _usage(pooling: str, base_class: str, classifier_class: str) -> str:
     if pooling == "pooler":
         return "\n".join([
-            "The folder is a `BertForSequenceClassification` whose classifier is the "
-            "desired-task head:",
+            f"The folder is a `{classifier_class}` whose classifier is the desired-task head:",
             "",
             "```python",
             "from transformers import pipeline",
@@ -31,8 +30,8 @@ def _usage(pooling: str) -> str:
         ])
     return "\n".join([
         "The heads read the mean of the last hidden state over real tokens, which "
-        "`BertForSequenceClassification` (it reads the `[CLS]` pooler) cannot express, so the "
-        "folder is a `BertModel`; the desired-task head is `good.weight` in `heads.safetensors`:",
+        f"`{classifier_class}` (it reads the pooled `[CLS]`) cannot express, so the folder is "
+        f"a `{base_class}`; the desired-task head is `good.weight` in `heads.safetensors`:",
         "",
         "```python",
         "import torch",
@@ -53,8 +52,9 @@ def _usage(pooling: str) -> str:
 
 
 def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[str],
-               export_step: int) -> str:
-    """The card of a text export written at ``export_step`` of the run ``config`` describes."""
+               export_step: int, classes: tuple[str, str]) -> str:
+    """The card of a text export written at ``export_step`` of the run ``config`` describes;
+    ``classes`` are the ``transformers`` classes of the encoder and of its classifier."""
     mlac = config.mlac
     losses = ", ".join(f"{f.name[2:]} {getattr(mlac, f.name):g}"
                        for f in dataclasses.fields(mlac)
@@ -91,7 +91,7 @@ def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[st
         "",
         "## Use",
         "",
-        _usage(config.model.pooling),
+        _usage(config.model.pooling, *classes),
         "",
         REPORT_HEADING,
         "",

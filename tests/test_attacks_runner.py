@@ -228,10 +228,12 @@ def _tiny_bert_target():
 def test_attacker_token_ids_cover_the_attacker_examples_only():
     problem = _tiny_bert_problem()
     settings = [AttackSetting(data_seed=s) for s in (0, 1)]
-    ids = attacker_token_ids(problem, settings, vocab_size=60)
+    ids = attacker_token_ids(problem, settings, vocab_size=60, pad_id=0)
     assert len(ids) == 60 and ids[0] == 0 and np.all(np.diff(ids) >= 0)
     used = set(np.unique(problem.train["input_ids"]).tolist()) | {0}
     assert set(ids.tolist()) <= used and max(ids) < 30
+    with_pad_one = attacker_token_ids(problem, settings, vocab_size=60, pad_id=1)
+    assert with_pad_one[0] == 0 and with_pad_one[1] == 1
 
 
 @pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", None), ("adamw", 0.5)])

@@ -267,6 +267,8 @@ def test_active_token_ids_are_sorted_padded_and_count_what_does_not_fit():
     assert int(missing) == 0
     _, missing = active_token_ids(ids, 4)
     assert int(missing) == 2  # both occurrences of id 9 fall outside a 4-row table
+    active, _ = active_token_ids([jnp.array([5, 3, 2])], 6, pad_id=2)
+    np.testing.assert_array_equal(active, [0, 1, 2, 3, 5, 5])  # ids up to the padding id stay
 
 
 def test_attacker_draws_follow_their_distributions():

@@ -14,7 +14,7 @@ from flax import serialization
 from safetensors.numpy import load_file, save_file
 
 from sdm_jax.models import CheckpointError, load_encoder, save_pretrained
-from sdm_jax.models.hf_io import SKIPPED_KEY_PATTERN
+from sdm_jax.models.families import BERT
 
 TINY_DIR = Path(__file__).parent / "fixtures" / "tiny_bert"
 EXPECTED = dict(np.load(Path(__file__).parent / "fixtures" / "tiny_bert_expected.npz"))
@@ -57,7 +57,7 @@ def test_save_then_load_gives_identical_params(tiny, tmp_path):
 def test_export_uses_hugging_face_names_and_shapes(tiny, tiny_tensors, tmp_path):
     out = save_pretrained(tmp_path / "export", tiny.params, tiny.config, tiny.tokenizer)
     exported = load_file(str(out / "model.safetensors"))
-    source = {k: v.shape for k, v in tiny_tensors.items() if not SKIPPED_KEY_PATTERN.match(k)}
+    source = {k: v.shape for k, v in tiny_tensors.items() if not BERT.skipped_keys.match(k)}
     assert {k: v.shape for k, v in exported.items()} == source
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "bert" and config["architectures"] == ["BertModel"]
@@ -136,7 +136,8 @@ def test_other_architecture_is_refused(tmp_path):
     config = json.loads((target / "config.json").read_text())
     config.update(model_type="gpt2", architectures=["GPT2Model"])
     (target / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="'gpt2'.*is not BERT"):
+    with pytest.raises(CheckpointError,
+                       match="'gpt2'.*is not supported; sdm-jax loads bert, roberta encoders"):
         load_encoder(target)
 
 

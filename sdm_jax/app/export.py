@@ -41,8 +41,8 @@ def export_model(
 
     Text models: a Hugging Face BERT folder plus ``heads.safetensors`` (``good.weight``
     ``[n_good, H]``, ``bad.weight`` ``[n_bad, H]``, the torch ``Linear`` layout, bias-free),
-    ``labels.json`` and a model card (``README.md``). With pooler pooling the folder is a
-    ``BertForSequenceClassification`` whose classifier is the desired-task head, so
+    ``labels.json`` and a model card (``README.md``). With pooler pooling the folder is the
+    family's ``...ForSequenceClassification`` whose classifier is the desired-task head, so
     ``transformers.pipeline("text-classification", model=directory)`` serves it.
     The toy MLP: ``params.safetensors`` with dotted names."""
     kernel = np.asarray(jax.device_get(params["head"]["kernel"]), np.float32)
@@ -53,7 +53,9 @@ def export_model(
             classifier = SequenceClassifier(heads["good.weight"], tuple(task.good_names))
         write_pretrained(directory, params["backbone"], task.encoder.config,
                          task.encoder.tokenizer, classifier)
-        card = model_card(config, task.good_names, task.bad_names, step)
+        family = task.encoder.family
+        card = model_card(config, task.good_names, task.bad_names, step,
+                          (family.base_class, family.classifier_class))
         write_text_atomic(directory / CARD, card)
     else:
         save_tree_safetensors(directory / "params.safetensors", params["backbone"])

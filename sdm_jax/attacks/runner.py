@@ -207,12 +207,12 @@ def _attacker_rows(problem, settings, capacity: int, length: int):
     return rows, np.stack(orders).astype(np.int32)
 
 
-def attacker_token_ids(problem, settings, vocab_size: int) -> np.ndarray:
-    """Sorted ids of the tokens in any run's attacker examples plus the padding id, padded to a
+def attacker_token_ids(problem, settings, vocab_size: int, pad_id: int) -> np.ndarray:
+    """Sorted ids of the tokens in any run's attacker examples plus ``0..pad_id``, padded to a
     multiple of ``ACTIVE_ROWS_MULTIPLE`` (at most ``vocab_size``) with copies of the largest."""
     rows = np.unique(np.concatenate(_attacker_pools(problem, settings)))
     tokens = np.asarray(problem.train[TOKEN_KEY])[rows]
-    return host_active_ids(tokens, ACTIVE_ROWS_MULTIPLE, vocab_size)
+    return host_active_ids(tokens, ACTIVE_ROWS_MULTIPLE, vocab_size, pad_id)
 
 
 def _program_model(target, problem, backbone_runs, path: str, active_rows: bool) -> tuple:
@@ -224,9 +224,10 @@ def _program_model(target, problem, backbone_runs, path: str, active_rows: bool)
         return backbone_logits(target.backbone.features), target.params, {}
     path = target.backbone.embedding_path
     table = get_path(target.params, path)
-    ids = attacker_token_ids(problem, backbone_runs, table.shape[0])
+    pad_id = target.backbone.pad_token_id
+    ids = attacker_token_ids(problem, backbone_runs, table.shape[0], pad_id)
     compact = compact_embedding(target.params, path, ids)
-    features = active_rows_features(target.backbone.features, path)
+    features = active_rows_features(target.backbone.features, path, pad_id)
     return backbone_logits(features), compact, {"table": table, "ids": jnp.asarray(ids)}
 
 

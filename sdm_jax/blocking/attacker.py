@@ -196,7 +196,8 @@ def run_attacker(
     if settings.active_rows:
         path = backbone.embedding_path
         ids = [inner_batches[active_rows.TOKEN_KEY], outer_batch[active_rows.TOKEN_KEY]]
-        active, missing = active_rows.active_token_ids(ids, settings.active_rows)
+        active, missing = active_rows.active_token_ids(ids, settings.active_rows,
+                                                       backbone.pad_token_id)
         inner_batches = active_rows.remap_tokens(inner_batches, active)
         outer_batch = active_rows.remap_tokens(outer_batch, active)
         compact = active_rows.compact_embedding(params["backbone"], path, active)

@@ -23,7 +23,8 @@ class Backbone:
     ``features(params, batch)`` returns ``[batch, feature_dim]`` (the pooler output for BERT).
     ``init(key)`` draws fresh parameters with the architecture's own initialisation: the random
     baseline. ``embedding_path`` names the word-embedding table inside the params (``None`` when
-    the model has none), so the inner loop can adapt only the rows its batches touch.
+    the model has none), so the inner loop can adapt only the rows its batches touch;
+    ``pad_token_id`` is the id that table treats as padding.
     ``adapter_targets`` names groups of weight matrices a LoRA attack may adapt: pairs of a
     group name and a regular expression matched against ``/``-joined parameter paths.
     """
@@ -34,4 +35,5 @@ class Backbone:
     feature_dim: int
     input_keys: tuple[str, ...]
     embedding_path: tuple[str, ...] | None = None
+    pad_token_id: int = 0
     adapter_targets: tuple[tuple[str, str], ...] = (("dense", r"kernel$"),)

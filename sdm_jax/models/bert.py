@@ -1,4 +1,5 @@
-"""A Flax BERT encoder whose parameter tree mirrors Hugging Face's names.
+"""A Flax BERT encoder whose parameter tree mirrors Hugging Face's names; it also runs the
+other families of :mod:`sdm_jax.models.families` (RoBERTa), which share BERT's layers.
 
 The module tree uses the same names as Hugging Face's Flax BERT (``embeddings/word_embeddings/
 embedding``, ``encoder/layer/0/attention/self/query/kernel``, ...), so checkpoint conversion is a
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from sdm_jax.models.backbone import Backbone, Batch, Params
+from sdm_jax.models.families import family_of
 
 WORD_EMBEDDING_PATH = ("embeddings", "word_embeddings", "embedding")
 # LoRA target groups, named as in the PEFT literature: the attention projections, and the
@@ -32,8 +34,10 @@ TEXT_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 @dataclass(frozen=True)
 class BertConfig:
-    """The architecture fields of a Hugging Face ``BertConfig`` this encoder honours."""
+    """The architecture fields of a Hugging Face ``BertConfig`` (or ``RobertaConfig``: the
+    ``model_type`` names the family) this encoder honours."""
 
+    model_type: str = "bert"
     vocab_size: int = 30522
     hidden_size: int = 768
     num_hidden_layers: int = 12
@@ -47,6 +51,7 @@ class BertConfig:
     hidden_act: str = "gelu"
 
     def __post_init__(self) -> None:
+        family_of(self.model_type)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not divisible by "
@@ -64,8 +69,7 @@ class BertConfig:
 
     def to_hf_dict(self) -> dict[str, Any]:
         return {
-            "architectures": ["BertModel"],
-            "model_type": "bert",
+            "architectures": [family_of(self.model_type).base_class],
             "position_embedding_type": "absolute",
             "hidden_dropout_prob": 0.1,
             "attention_probs_dropout_prob": 0.1,
@@ -100,10 +104,9 @@ class _Embeddings(nn.Module):
     dtype: Any
 
     @nn.compact
-    def __call__(self, words, token_type_ids):
+    def __call__(self, words, positions, token_type_ids):
         cfg = self.config
         init = nn.initializers.normal(cfg.initializer_range)
-        positions = jnp.arange(words.shape[-2])[None, :]
         hidden = (
             words
             + nn.Embed(cfg.max_position_embeddings, cfg.hidden_size, embedding_init=init,
@@ -264,10 +267,12 @@ class BertModule(nn.Module):
     cls_only: bool = False
 
     @nn.compact
-    def __call__(self, words, attention_mask, token_type_ids):
+    def __call__(self, words, positions, attention_mask, token_type_ids):
         mask = attention_mask.astype(bool)[:, None, None, :]
         attention_bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
-        hidden = _Embeddings(self.config, self.dtype, name="embeddings")(words, token_type_ids)
+        hidden = _Embeddings(self.config, self.dtype, name="embeddings")(
+            words, positions, token_type_ids
+        )
         last_rows = 1 if self.cls_only else None
         hidden = _Encoder(self.config, self.dtype, last_rows, name="encoder")(
             hidden, attention_bias
@@ -303,8 +308,9 @@ def bert_apply(
         token_type_ids = jnp.zeros_like(input_ids)
     table, rest = _split_word_table(params)
     words = lookup_words(table, input_ids, config.pad_token_id).astype(dtype)
-    return BertModule(config, dtype, cls_only).apply({"params": rest}, words, attention_mask,
-                                                     token_type_ids)
+    positions = family_of(config.model_type).positions(input_ids, config.pad_token_id)
+    return BertModule(config, dtype, cls_only).apply({"params": rest}, words, positions,
+                                                     attention_mask, token_type_ids)
 
 
 def init_bert_params(config: BertConfig, key: jax.Array) -> Params:
@@ -312,7 +318,8 @@ def init_bert_params(config: BertConfig, key: jax.Array) -> Params:
     table_key, module_key = jax.random.split(key)
     words = jnp.zeros((1, 1, config.hidden_size), jnp.float32)
     types = jnp.zeros((1, 1), jnp.int32)
-    params = BertModule(config).init(module_key, words, jnp.ones_like(types), types)["params"]
+    params = BertModule(config).init(module_key, words, types, jnp.ones_like(types),
+                                     types)["params"]
     table = config.initializer_range * jax.random.normal(
         table_key, (config.vocab_size, config.hidden_size), jnp.float32
     )
@@ -355,11 +362,12 @@ def bert_backbone(config: BertConfig, dtype: Any = jnp.float32,
         return pooled.astype(jnp.float32)
 
     return Backbone(
-        name=f"bert-L{config.num_hidden_layers}-H{config.hidden_size}-{pooling}",
+        name=f"{config.model_type}-L{config.num_hidden_layers}-H{config.hidden_size}-{pooling}",
         features=features,
         init=functools.partial(init_bert_params, config),
         feature_dim=config.hidden_size,
         input_keys=TEXT_INPUT_KEYS,
         embedding_path=WORD_EMBEDDING_PATH,
+        pad_token_id=config.pad_token_id,
         adapter_targets=ADAPTER_TARGETS,
     )

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from sdm_jax.atomic import replace_directory
 from sdm_jax.models.backbone import Backbone, Params
 from sdm_jax.models.bert import BertConfig, bert_apply, bert_backbone, init_bert_params
+from sdm_jax.models.families import EncoderFamily, family_of
 from sdm_jax.models.hf_io import (
     CheckpointError,
     classifier_tensors,
@@ -35,7 +36,7 @@ HUB_FILES = ["config.json", "*.safetensors", "*.safetensors.index.json", "flax_m
 
 @dataclass(frozen=True)
 class Encoder:
-    """A BERT encoder as data plus a pure function.
+    """An encoder (BERT or RoBERTa family) as data plus a pure function.
 
     ``apply(params, input_ids, attention_mask, token_type_ids=None)`` returns the last hidden
     state ``[B, L, H]`` and the pooler output ``[B, H]``.
@@ -47,6 +48,11 @@ class Encoder:
     apply: Callable[..., tuple[jax.Array, jax.Array]]
     dtype: Any = jnp.float32
     source: str = ""
+
+    @property
+    def family(self) -> EncoderFamily:
+        """What its family's checkpoints and exports look like (class names, prefixes)."""
+        return family_of(self.config.model_type)
 
     @property
     def backbone(self) -> Backbone:
@@ -142,14 +148,15 @@ def load_encoder(
     dtype: Any = jnp.float32,
     num_layers: int | None = None,
 ) -> Encoder:
-    """Load a BERT encoder from a local directory, a hub id, or ``all-MiniLM-L6-v2``/``minilm``.
+    """Load an encoder (BERT or RoBERTa family) from a local directory, a hub id, or
+    ``all-MiniLM-L6-v2``/``minilm``.
 
     ``num_layers=N`` keeps only the first ``N`` transformer layers. ``dtype`` is the compute
     dtype; parameters stay float32.
     """
     directory = resolve_model_dir(name_or_path)
     config = read_config(directory).truncated(num_layers)
-    tensors, weights_file = read_hf_tensors(directory)
+    tensors, weights_file = read_hf_tensors(directory, family_of(config.model_type))
     params = tensors_to_params(tensors, config, str(weights_file))
     params = jax.tree_util.tree_map(jnp.asarray, params)
     return _make_encoder(params, config, load_tokenizer(directory), dtype, str(directory))
@@ -179,9 +186,10 @@ def write_pretrained(
     classifier: SequenceClassifier | None = None,
 ) -> None:
     """Write ``config.json``, ``model.safetensors`` (Hugging Face names) and tokenizer files
-    into the existing ``directory``: a ``BertModel``, or with ``classifier`` a
-    ``BertForSequenceClassification`` that ``transformers.pipeline("text-classification")``
-    runs (``BertModel.from_pretrained`` and :func:`load_encoder` still read its encoder)."""
+    into the existing ``directory``: the family's encoder (``BertModel``, ``RobertaModel``), or
+    with ``classifier`` its ``...ForSequenceClassification`` that
+    ``transformers.pipeline("text-classification")`` runs (the encoder class and
+    :func:`load_encoder` still read its encoder)."""
     from safetensors.numpy import save_file
 
     params = jax.device_get(params)
@@ -189,8 +197,8 @@ def write_pretrained(
     if classifier is None:
         tensors = params_to_tensors(params)
     else:
-        tensors = classifier_tensors(params, classifier.weight)
-        hf_config["architectures"] = ["BertForSequenceClassification"]
+        tensors = classifier_tensors(params, classifier.weight, config)
+        hf_config["architectures"] = [family_of(config.model_type).classifier_class]
         hf_config["id2label"] = dict(enumerate(classifier.labels))
         hf_config["label2id"] = {label: i for i, label in enumerate(classifier.labels)}
     save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})

@@ -1,8 +1,11 @@
-"""Hugging Face BERT checkpoints in and out: name map, format readers, strict merge.
+"""Hugging Face encoder checkpoints in and out: name map, format readers, strict merge.
 
 The name map (Hugging Face PyTorch names <-> our Flax paths) is kept apart from the one
 transform it needs (Linear weights are stored transposed). Loading is strict: every checkpoint
-key is used or deliberately skipped, and every parameter we need must be present.
+key is used or deliberately skipped, and every parameter we need must be present (or, for the
+few keys a family's checkpoints may lack, taken from its initialisation). What differs between
+families (prefixes, skipped keys, the classifier's names) comes from
+:mod:`sdm_jax.models.families`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import jax
 import numpy as np
 
 from sdm_jax.models.bert import BertConfig, init_bert_params
+from sdm_jax.models.families import FAMILIES, EncoderFamily, family_of
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -24,18 +28,13 @@ FLAX_MSGPACK = "flax_model.msgpack"
 PYTORCH_BIN = "pytorch_model.bin"
 FORMATS = (SAFETENSORS, SAFETENSORS_INDEX, FLAX_MSGPACK, PYTORCH_BIN)
 
-# Checkpoint entries that are not encoder parameters and are dropped on purpose: pretraining
-# heads (masked-LM, next-sentence), a sequence-classification head (our exports carry one) and
-# the position-id buffer some exports include.
-SKIPPED_KEY_PATTERN = re.compile(r"^(cls\.|classifier\.|embeddings\.position_ids$)")
-MODEL_PREFIX = "bert."
 LAYER_KEY = re.compile(r"^encoder\.layer\.(\d+)\.")
 
 Path_ = tuple[str, ...]
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read as the BERT encoder we were asked for."""
+    """A checkpoint that cannot be read as the encoder we were asked for."""
 
 
 def hf_name_to_path(name: str) -> tuple[Path_, bool]:
@@ -87,10 +86,10 @@ def read_config(directory: Path) -> BertConfig:
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{config_file}: not valid JSON ({error})") from None
     model_type = raw.get("model_type")
-    if model_type != "bert":
+    if model_type not in FAMILIES:
         raise CheckpointError(
-            f"{directory}: architecture {model_type!r} ({raw.get('architectures')}) is not BERT; "
-            "sdm-jax loads BERT-family encoders only"
+            f"{directory}: architecture {model_type!r} ({raw.get('architectures')}) is not "
+            f"supported; sdm-jax loads {', '.join(sorted(FAMILIES))} encoders"
         )
     if raw.get("position_embedding_type", "absolute") != "absolute":
         raise CheckpointError(
@@ -129,15 +128,16 @@ def _read_torch_bin(file: Path) -> dict[str, np.ndarray]:
             for name, tensor in state.items()}
 
 
-def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
+def _read_flax_msgpack(file: Path, family: EncoderFamily) -> dict[str, np.ndarray]:
     from flax import serialization
 
     try:
         tree = serialization.msgpack_restore(file.read_bytes())
     except Exception as error:  # msgpack raises several unrelated types for a corrupt file
         raise CheckpointError(f"{file}: unreadable Flax msgpack checkpoint ({error})") from None
-    if "bert" in tree and isinstance(tree["bert"], Mapping):
-        tree = tree["bert"]
+    model_key = family.prefix.rstrip(".")
+    if model_key in tree and isinstance(tree[model_key], Mapping):
+        tree = tree[model_key]
     named = {}
     for path, value in flatten(tree).items():
         name, transpose = path_to_hf_name(path)
@@ -145,7 +145,8 @@ def _read_flax_msgpack(file: Path) -> dict[str, np.ndarray]:
     return named
 
 
-def read_hf_tensors(directory: Path) -> tuple[dict[str, np.ndarray], Path]:
+def read_hf_tensors(directory: Path, family: EncoderFamily
+                    ) -> tuple[dict[str, np.ndarray], Path]:
     """All tensors of the checkpoint under Hugging Face PyTorch names, and the file read."""
     if (directory / SAFETENSORS).is_file():
         return _read_safetensors([directory / SAFETENSORS]), directory / SAFETENSORS
@@ -154,24 +155,29 @@ def read_hf_tensors(directory: Path) -> tuple[dict[str, np.ndarray], Path]:
         shards = sorted({directory / shard for shard in index["weight_map"].values()})
         return _read_safetensors(shards), directory / SAFETENSORS_INDEX
     if (directory / FLAX_MSGPACK).is_file():
-        return _read_flax_msgpack(directory / FLAX_MSGPACK), directory / FLAX_MSGPACK
+        return _read_flax_msgpack(directory / FLAX_MSGPACK, family), directory / FLAX_MSGPACK
     if (directory / PYTORCH_BIN).is_file():
         return _read_torch_bin(directory / PYTORCH_BIN), directory / PYTORCH_BIN
     raise CheckpointError(f"{directory}: no weights file found (looked for {', '.join(FORMATS)})")
 
 
-def _strip_model_prefix(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    prefixed = [name for name in tensors if name.startswith(MODEL_PREFIX)]
-    if not prefixed:
-        return dict(tensors)
-    return {
-        name[len(MODEL_PREFIX):] if name.startswith(MODEL_PREFIX) else name: value
-        for name, value in tensors.items()
-    }
+def _encoder_names(tensors: Mapping[str, np.ndarray], family: EncoderFamily
+                   ) -> dict[str, np.ndarray]:
+    """Checkpoint names relative to the encoder: the task model's prefix dropped, and a
+    classifier export's pooler put back under ``pooler.dense``."""
+    prefix, pooler = family.prefix, family.classifier_pooler
+    renamed = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+        elif pooler and name.startswith(pooler):
+            name = "pooler.dense." + name[len(pooler):]
+        renamed[name] = value
+    return renamed
 
 
-def _kept(name: str, num_layers: int) -> bool:
-    if SKIPPED_KEY_PATTERN.match(name):
+def _kept(name: str, num_layers: int, family: EncoderFamily) -> bool:
+    if family.skipped_keys.match(name):
         return False
     layer = LAYER_KEY.match(name)
     return layer is None or int(layer.group(1)) < num_layers
@@ -181,15 +187,18 @@ def tensors_to_params(
     tensors: Mapping[str, np.ndarray], config: BertConfig, source: str
 ) -> dict:
     """Strictly merge named tensors into our parameter tree for ``config``."""
+    family = family_of(config.model_type)
     init = functools.partial(init_bert_params, config)
     expected = flatten(jax.eval_shape(init, jax.random.key(0)))
     flat: dict[Path_, np.ndarray] = {}
-    for name, value in _strip_model_prefix(tensors).items():
-        if not _kept(name, config.num_hidden_layers):
+    for name, value in _encoder_names(tensors, family).items():
+        if not _kept(name, config.num_hidden_layers, family):
             continue
         path, transpose = hf_name_to_path(name)
         if path not in expected:
-            raise CheckpointError(f"{source}: unexpected key {name!r} (not a BertModel parameter)")
+            raise CheckpointError(
+                f"{source}: unexpected key {name!r} (not a {family.base_class} parameter)"
+            )
         array = np.asarray(value, dtype=np.float32)
         array = array.T if transpose else array
         if array.shape != expected[path].shape:
@@ -198,21 +207,33 @@ def tensors_to_params(
                 f"the config expects {expected[path].shape}"
             )
         flat[path] = array
-    missing = sorted(set(expected) - set(flat))
-    if missing:
-        names = ", ".join(path_to_hf_name(p)[0] for p in missing[:3])
-        raise CheckpointError(f"{source}: missing {len(missing)} key(s), e.g. {names}")
+    missing = set(expected) - set(flat)
+    optional = {p for p in missing
+                if family.optional_keys and family.optional_keys.match(path_to_hf_name(p)[0])}
+    if missing - optional:
+        names = ", ".join(path_to_hf_name(p)[0] for p in sorted(missing - optional)[:3])
+        raise CheckpointError(f"{source}: missing {len(missing - optional)} key(s), e.g. {names}")
+    if optional:
+        initial = flatten(init(jax.random.key(0)))
+        flat.update({path: np.asarray(initial[path]) for path in optional})
     return unflatten(flat)
 
 
 def classifier_tensors(
-    params: Mapping, weight: np.ndarray
+    params: Mapping, weight: np.ndarray, config: BertConfig
 ) -> dict[str, np.ndarray]:
-    """A ``BertForSequenceClassification`` state: the encoder under ``bert.`` and a linear
-    classifier ``weight`` ``[num_labels, hidden]`` with a zero bias over the pooler output."""
-    tensors = {MODEL_PREFIX + name: value for name, value in params_to_tensors(params).items()}
-    tensors["classifier.weight"] = np.ascontiguousarray(weight, dtype=np.float32)
-    tensors["classifier.bias"] = np.zeros(weight.shape[0], np.float32)
+    """A ``...ForSequenceClassification`` state of ``config``'s family: the encoder under its
+    prefix and a linear classifier ``weight`` ``[num_labels, hidden]`` with a zero bias over
+    the pooler output (RoBERTa's classifier holds the pooler's dense layer itself)."""
+    family = family_of(config.model_type)
+    encoder = params_to_tensors(params)
+    if family.classifier_pooler:
+        for leaf in ("weight", "bias"):
+            encoder[family.classifier_pooler + leaf] = encoder.pop(f"pooler.dense.{leaf}")
+    tensors = {name if name.startswith("classifier.") else family.prefix + name: value
+               for name, value in encoder.items()}
+    tensors[family.classifier_output + "weight"] = np.ascontiguousarray(weight, np.float32)
+    tensors[family.classifier_output + "bias"] = np.zeros(weight.shape[0], np.float32)
     return tensors
 
 
