@@ -35,9 +35,8 @@ demo: venv
 # search (50 TPE trials, 15 seeds, n in 20/50/100/200) on the held-out test split.
 paper: venv
 	$(PY) train.py --config configs/bios_bert_tiny.yaml --run-dir $(PAPER)/blocked
-	$(PY) train.py --config configs/bios_bert_tiny.yaml --run-dir $(PAPER)/ac mlac.inner_steps=0
-	$(PY) train.py --config configs/bios_bert_tiny.yaml --run-dir $(PAPER)/finetuned \
-		mlac.inner_steps=0 mlac.l_linear_mi=0 mlac.l_bad_adapted_grad=0 train.outer_steps=5000
+	$(PY) train.py --config configs/bios_bert_tiny_ac.yaml --run-dir $(PAPER)/ac
+	$(PY) train.py --config configs/bios_bert_tiny_finetuned.yaml --run-dir $(PAPER)/finetuned
 	$(PY) eval.py --run-dir $(PAPER)/blocked --model ac=$(PAPER)/ac \
 		--model finetuned=$(PAPER)/finetuned
 

@@ -365,8 +365,10 @@ def apply_overrides(tree: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return merged
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+BASE_KEY = "base"
+
+
+def _read_one_yaml(path: Path) -> dict[str, Any]:
     try:
         tree = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -381,6 +383,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(tree, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return dict(tree)
+
+
+def _merge_sections(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child``'s keys over ``base``'s, section by section."""
+    merged = {name: dict(values) if isinstance(values, Mapping) else values
+              for name, values in base.items()}
+    for name, values in child.items():
+        if isinstance(values, Mapping) and isinstance(merged.get(name), Mapping):
+            merged[name] = {**merged[name], **values}
+        else:
+            merged[name] = values
+    return merged
+
+
+def read_yaml(path: str | Path, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's sections, with ``base: OTHER.yaml`` (a path relative to this file)
+    read first and overridden key by key, so a baseline config states only how it differs."""
+    path = Path(path)
+    tree = _read_one_yaml(path)
+    base = tree.pop(BASE_KEY, None)
+    if base is None:
+        return tree
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: {BASE_KEY} must name another config file, got "
+                          f"{_describe(base)}")
+    base_path = (path.parent / base).resolve()
+    if base_path in _including or base_path == path.resolve():
+        raise ConfigError(f"{path}: {BASE_KEY} {base!r} includes itself in a cycle")
+    return _merge_sections(read_yaml(base_path, (*_including, path.resolve())), tree)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:

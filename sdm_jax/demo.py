@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 
 from sdm_jax.app.evaluation import EvalPlan, evaluate
-from sdm_jax.app.tune_finetuned import FINETUNE_OVERRIDES
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import config_to_yaml, load_config
 from sdm_jax.configs import packaged_config
 
 CONFIG = packaged_config("bios_minilm.yaml")
-# Trained baselines as overrides of the blocked run's config.
-BASELINE_OVERRIDES = {
-    "ac": ["mlac.inner_steps=0"],
-    "finetuned": list(FINETUNE_OVERRIDES),
+# The trained baselines: configs extending the blocked run's (base: bios_minilm.yaml).
+BASELINE_CONFIGS = {
+    "ac": packaged_config("bios_minilm_ac.yaml"),
+    "finetuned": packaged_config("bios_minilm_finetuned.yaml"),
 }
 PROBE_NS = (20, 50, 100, 200)
 # Linear-probe attacks (frozen base): features are computed once per model, so the whole grid
@@ -47,11 +46,11 @@ FULL_SEARCH = SearchConfig(
 )
 
 
-def _train(name: str, overrides: list[str], out: Path, progress: bool) -> Path:
+def _train(name: str, config_file: Path, out: Path, progress: bool) -> Path:
     from sdm_jax.app.training import train_and_evaluate
 
     run_dir = out / name
-    config = load_config(CONFIG, overrides)
+    config = load_config(config_file)
     saved_config = run_dir / "config.yaml"
     if saved_config.is_file() and saved_config.read_text() != config_to_yaml(config):
         raise SystemExit(f"error: {run_dir} was trained with another config; remove {out} "
@@ -60,7 +59,7 @@ def _train(name: str, overrides: list[str], out: Path, progress: bool) -> Path:
     if summary_file.is_file() and not json.loads(summary_file.read_text())["stopped_early"]:
         print(f"[{name}] reusing the finished run in {run_dir}")
         return run_dir
-    print(f"[{name}] training ({' '.join(overrides) or 'configs/bios_minilm.yaml as it is'})")
+    print(f"[{name}] training (configs/{config_file.name})")
     started = time.perf_counter()
     summary = train_and_evaluate(config, run_dir, progress=progress)
     print(f"[{name}] {summary['final_step']} outer steps in {time.perf_counter() - started:.0f} s"
@@ -83,9 +82,9 @@ def main(argv: list[str] | None = None) -> None:
           f"trials, {PROBE_SEARCH.num_seeds} seeds per cell) and full fine-tuning at n=100 "
           f"({FULL_SEARCH.max_trials} trials, {FULL_SEARCH.num_seeds} seeds). "
           "It shows the pipeline, not the paper's numbers (README: 'Paper-scale runs').")
-    blocked = _train("blocked", [], args.out, progress)
-    baselines = {name: str(_train(name, overrides, args.out, progress))
-                 for name, overrides in BASELINE_OVERRIDES.items()}
+    blocked = _train("blocked", CONFIG, args.out, progress)
+    baselines = {name: str(_train(name, config_file, args.out, progress))
+                 for name, config_file in BASELINE_CONFIGS.items()}
     print(f"[eval] linear probes on blocked, {', '.join(baselines)}, pretrained and random "
           f"with n in {PROBE_NS}")
     probes, _ = evaluate(EvalPlan(run_dir=blocked, models=baselines, ns=PROBE_NS,

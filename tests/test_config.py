@@ -159,3 +159,42 @@ def test_scrub_mode_is_a_data_key():
     thorough = load_config(None, ["data.scrub=thorough"])
     assert thorough.data.scrub == "thorough"
     assert changed_keys(flat_items(load_config(None)), thorough) == ["data.scrub"]
+
+
+def test_a_config_extends_its_base_key_by_key(tmp_path: Path):
+    (tmp_path / "base.yaml").write_text("mlac:\n  inner_steps: 4\n  outer_lr: 1e-4\n"
+                                        "train:\n  outer_steps: 30\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("base: ../base.yaml\nmlac:\n  inner_steps: 0\n")
+    config = load_config(tmp_path / "sub" / "child.yaml", ["train.batch_size=4"])
+    assert (config.mlac.inner_steps, config.mlac.outer_lr) == (0, 1e-4)
+    assert (config.train.outer_steps, config.train.batch_size) == (30, 4)
+    assert "\nbase:" not in "\n" + config_to_yaml(config)
+
+
+def test_a_missing_or_cyclic_base_fails_in_one_line(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself in a cycle"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml: no such config file"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: [a.yaml]\n")
+    with pytest.raises(ConfigError, match="base must name another config file"):
+        load_config(tmp_path / "d.yaml")
+
+
+def test_baseline_configs_differ_from_their_base_only_as_named():
+    configs = CONFIG_DIR
+    for base in ("bios_minilm", "bios_minilm_showcase", "bios_bert_tiny"):
+        blocked = flat_items(load_config(configs / f"{base}.yaml"))
+        for kind, expected in (("ac", {"mlac.inner_steps": 0}),
+                               ("finetuned", {"mlac.inner_steps": 0, "mlac.l_linear_mi": 0.0,
+                                              "mlac.l_bad_adapted_grad": 0.0})):
+            baseline = flat_items(load_config(configs / f"{base}_{kind}.yaml"))
+            if base == "bios_bert_tiny" and kind == "finetuned":
+                expected = {**expected, "train.outer_steps": 5000}
+            differ = {k: v for k, v in baseline.items()
+                      if v != blocked[k] and k != "train.run_dir"}
+            assert differ == expected, (base, kind)

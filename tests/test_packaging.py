@@ -41,10 +41,11 @@ def _run(site: Path, code: str, cwd: Path) -> str:
 def test_the_installed_demo_and_benchmark_find_their_files(installed, tmp_path):
     code = ("import importlib.util, sdm_jax, sdm_jax.demo as d, sdm_jax.bench.__main__ as b; "
             "print(sdm_jax.__file__, d.CONFIG, d.load_config(d.CONFIG).model.name, "
-            "importlib.util.find_spec(b.TORCH_MODULE) is not None)")
-    package, config, model, torch_script = _run(installed, code, tmp_path).split()
+            "importlib.util.find_spec(b.TORCH_MODULE) is not None, "
+            "d.load_config(d.BASELINE_CONFIGS['ac']).mlac.inner_steps)")
+    package, config, model, torch_script, ac_steps = _run(installed, code, tmp_path).split()
     assert Path(package).is_relative_to(installed) and Path(config).is_relative_to(installed)
-    assert model and torch_script == "True"
+    assert model and torch_script == "True" and ac_steps == "0"
     names = sorted(p.name for p in (installed / "sdm_jax" / "configs").glob("*.yaml"))
     assert names == sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
 
