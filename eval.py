@@ -1,17 +1,23 @@
 """Attack a blocked model and its baselines with fine-tuning attacks, and write a report.
 
     python eval.py --run-dir runs/bios_minilm [--model ac=runs/bios_minilm_ac ...]
+    python eval.py --config runs/bios_minilm/eval/eval_config.yaml   # repeat an evaluation
 
 For every model, task and number of attacker examples n, a hyperparameter search (TPE or random)
 picks the attack on the validation split; the chosen attack is then rerun with fresh seeds and
 reported on the untouched test split as mean ± std and worst case. Results go to
-``<run-dir>/eval`` (results.json, results.csv, report.md, blocking.png); finished cells are
-cached there, so an interrupted evaluation picks up where it stopped.
+``<run-dir>/eval`` (results.json, results.csv, report.md, blocking.png, and eval_config.yaml:
+every setting, resolved, for ``--config``); finished cells are cached there, so an interrupted
+evaluation picks up where it stopped. ``--config FILE`` reads the settings from the file's
+``eval:`` section (keys named like the flags, ``models:`` a mapping of id to location); flags
+given on the command line override it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--run-dir", required=True, type=Path,
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML file whose eval: section holds these settings (flags given "
+                             "here override it); every report folder has one, eval_config.yaml")
+    parser.add_argument("--run-dir", type=Path, default=None,
                         help="the blocked model's training run (its export/ is 'blocked')")
     parser.add_argument("--model", action="append", default=[], metavar="ID=LOCATION",
                         help="another model: a run directory, export, HF folder or hub id "
@@ -98,9 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags whose names differ from their eval: keys, and the ones that are not settings.
+FLAG_KEYS = {"model": "models"}
+NOT_SETTINGS = ("config", "no_progress")
+
+
+def given_on_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> dict:
+    """The settings the user typed, by ``eval:`` key (defaults left out, so a config file's
+    values stand unless a flag overrides them)."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    typed = vars(probe.parse_args(argv))
+    return {FLAG_KEYS.get(name, name): value for name, value in typed.items()
+            if name not in NOT_SETTINGS}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # Imported after parsing so --help answers without loading JAX.
+    from sdm_jax.app.eval_config import RESOLVED_FILE, load_eval_settings, to_yaml
     from sdm_jax.app.evaluation import (
         EvalPlan,
         evaluate,
@@ -108,38 +135,36 @@ def main(argv: list[str] | None = None) -> int:
         parse_models,
         run_batch_sizes,
     )
-    from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
+    from sdm_jax.atomic import write_text_atomic
 
     try:
-        if len(args.steps) != 3:
-            raise ValueError(f"--steps expects FIRST,LAST,STRIDE, got {args.steps}")
-        batch_sizes = args.batch_sizes or run_batch_sizes(args.run_dir)
-        space = SearchSpace(lr_range=args.lr_range, steps_range=args.steps,
-                            batch_sizes=batch_sizes, modes=args.attack_modes,
-                            optimizers=args.optimizers, schedules=args.schedules,
-                            lora_ranks=args.lora_ranks,
-                            lora_alphas=args.lora_alphas, lora_targets=args.lora_targets,
-                            compressions=args.compressions)
-        search = SearchConfig(method=args.search, max_trials=args.trials, patience=args.patience,
-                              trials_per_batch=args.trials_per_batch, num_seeds=args.seeds,
-                              seed_every_family=args.seed_every_family,
-                              seed=args.seed, space=space,
-                              runner=RunnerConfig(max_parallel=args.max_parallel,
-                                                  vectorise_backbone=args.vectorise_backbone))
-        plan = EvalPlan(run_dir=args.run_dir, models=parse_models(args.model),
-                        baselines=args.baselines, tasks=args.tasks, ns=args.ns, search=search,
-                        out_dir=args.out, progress=not args.no_progress)
-        if args.repeats != 1:
-            paths = evaluate_repeats(plan, args.repeats)
+        given = given_on_command_line(parser, argv)
+        if "models" in given:
+            given["models"] = parse_models(given["models"])
+        settings = load_eval_settings(args.config, given)
+        if settings.run_dir is None:
+            raise ValueError("no run to evaluate: pass --run-dir (or run_dir in the config)")
+        run_dir = Path(settings.run_dir)
+        if settings.batch_sizes is None:
+            settings = dataclasses.replace(settings, batch_sizes=run_batch_sizes(run_dir))
+        plan = EvalPlan(run_dir=run_dir, models=settings.models,
+                        baselines=settings.baselines, tasks=settings.tasks, ns=settings.ns,
+                        search=settings.search_config(),
+                        out_dir=None if settings.out is None else Path(settings.out),
+                        progress=not args.no_progress)
+        if settings.repeats != 1:
+            paths = evaluate_repeats(plan, settings.repeats)
             report = paths["repeats.md"]
         else:
             paths, _ = evaluate(plan)
             report = paths["report.md"]
+        write_text_atomic(plan.output / RESOLVED_FILE, to_yaml(settings))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report.read_text())
-    print("results: " + ", ".join(str(path) for path in paths.values()))
+    print("results: " + ", ".join(str(path) for path in [*paths.values(),
+                                                          plan.output / RESOLVED_FILE]))
     return 0
 
 

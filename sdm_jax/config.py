@@ -145,7 +145,7 @@ def _describe(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _coerce(key: str, annotation: Any, value: Any) -> Any:
+def coerce_value(key: str, annotation: Any, value: Any) -> Any:
     """``value`` as the annotated type, or a ConfigError naming ``key``."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
@@ -153,7 +153,7 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
         if value is None and type(None) in args:
             return None
         (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, inner, value)
+        return coerce_value(key, inner, value)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: must be one of {', '.join(args)}, got {_describe(value)}")
@@ -161,7 +161,7 @@ def _coerce(key: str, annotation: Any, value: Any) -> Any:
     if origin is tuple:
         if isinstance(value, str | bytes) or not isinstance(value, Sequence):
             raise ConfigError(f"{key}: expected a list, got {_describe(value)}")
-        return tuple(_coerce(f"{key}[{i}]", args[0], item) for i, item in enumerate(value))
+        return tuple(coerce_value(f"{key}[{i}]", args[0], item) for i, item in enumerate(value))
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {_describe(value)}")
@@ -288,7 +288,7 @@ def _build_section(name: str, values: Mapping[str, Any]) -> Any:
     for key, value in values.items():
         if key not in known:
             raise _unknown(f"{name}.{key}")
-        coerced[key] = _coerce(f"{name}.{key}", hints[key], value)
+        coerced[key] = coerce_value(f"{name}.{key}", hints[key], value)
     if cls is MLACSettings:
         return _build_mlac(coerced)
     section = cls(**coerced)

@@ -187,3 +187,53 @@ def test_cli_rejects_an_unknown_schedule_in_one_line(toy_run, tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "unknown schedule 'stepwise'" in error and "\n" not in error
     assert not (tmp_path / "eval").exists()
+
+
+def test_cli_defaults_are_the_eval_settings_defaults():
+    from sdm_jax.app.eval_config import EvalSettings
+
+    parser = eval_cli.build_parser()
+    defaults = vars(parser.parse_args([]))
+    settings = EvalSettings()
+    for name, value in defaults.items():
+        if name in eval_cli.NOT_SETTINGS:
+            continue
+        key = eval_cli.FLAG_KEYS.get(name, name)
+        if key == "models":  # --model ID=LOCATION pairs collect in a list
+            value = dict(pair.split("=", 1) for pair in value)
+        assert value == getattr(settings, key), key
+
+
+def test_an_evaluation_config_reproduces_itself_and_flags_override_it(toy_run, tmp_path):
+    first_out = tmp_path / "first"
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"eval:\n  run_dir: {toy_run}\n  tasks: [bad]\n  ns: [10]\n"
+                      "  search: random\n  trials: 2\n  patience: 2\n  trials_per_batch: 2\n"
+                      "  seeds: 2\n  steps: [20, 40, 20]\n  attack_modes: [full]\n"
+                      f"  baselines: [random]\n  out: {first_out}\n")
+    assert eval_cli.main(["--config", str(config), "--seeds", "1", "--no-progress"]) == 0
+    resolved = first_out / "eval_config.yaml"
+    text = resolved.read_text()
+    assert "seeds: 1" in text and "batch_sizes:\n  - 4\n  - 8" in text
+    first = json.loads((first_out / "results.json").read_text())
+    again_out = tmp_path / "again"
+    assert eval_cli.main(["--config", str(resolved), "--out", str(again_out),
+                          "--no-progress"]) == 0
+    again = json.loads((again_out / "results.json").read_text())
+    assert again["summary"] == first["summary"]
+
+
+def test_a_bad_evaluation_config_fails_in_one_line(toy_run, tmp_path, capsys):
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"eval:\n  run_dir: {toy_run}\n  trails: 3\n")
+    assert eval_cli.main(["--config", str(config)]) == 2
+    assert "unknown key eval.trails (did you mean eval.trials?)" in capsys.readouterr().err
+    config.write_text("eval:\n  seeds: many\n")
+    assert eval_cli.main(["--config", str(config)]) == 2
+    assert "eval.seeds: expected an integer" in capsys.readouterr().err
+    config.write_text("eval:\n  seeds: 2\n")
+    assert eval_cli.main(["--config", str(config)]) == 2
+    assert "no run to evaluate" in capsys.readouterr().err
+    config.write_text("train:\n  seed: 2\n")
+    assert eval_cli.main(["--config", str(config)]) == 2
+    assert "an evaluation config has one section, eval:" in capsys.readouterr().err
