@@ -18,8 +18,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from sdm_jax.app.export import load_tree_safetensors
-from sdm_jax.app.task import PreparedTask, prepare_task
+from sdm_jax.app.model_kinds import PreparedTask, kind_of
+from sdm_jax.app.task import prepare_task
 from sdm_jax.atomic import write_text_atomic
 from sdm_jax.attacks import (
     AttackTarget,
@@ -35,10 +35,7 @@ from sdm_jax.fine_tune import accuracy
 from sdm_jax.model_card import CARD, with_report
 from sdm_jax.models import (
     CheckpointError,
-    check_model_location,
     head_logits,
-    load_encoder,
-    mlp_backbone,
     split_logits,
 )
 from sdm_jax.models.backbone import Params
@@ -95,11 +92,6 @@ def export_dir(path: Path) -> Path:
     return path / "export" if (path / "export").is_dir() else path
 
 
-def _load_mlp_export(directory: Path) -> tuple[Params, Mapping]:
-    shape = json.loads((directory / "model.json").read_text())
-    return load_tree_safetensors(directory / "params.safetensors"), shape
-
-
 def _own_head(directory: Path) -> Params | None:
     from safetensors.numpy import load_file
 
@@ -117,26 +109,8 @@ def load_model(
     text models are read with ``pooling``, as the run being evaluated was trained."""
     path = Path(location).expanduser()
     directory = export_dir(path) if path.is_dir() else None
-    if task.encoder is None:
-        if directory is None or not (directory / "model.json").is_file():
-            raise CheckpointError(f"{location}: not a toy MLP export (no model.json)")
-        params, shape = _load_mlp_export(directory)
-        backbone = mlp_backbone(shape["input_dim"], shape["width"], shape["depth"])
-        if backbone.feature_dim != task.backbone.feature_dim:
-            raise CheckpointError(f"{location}: MLP width {shape['width']} does not match the "
-                                  f"run's {task.backbone.feature_dim}")
-        return AttackTarget(model_id, backbone, jax.tree_util.tree_map(np.asarray, params)), \
-            _own_head(directory)
-    encoder = load_encoder(directory if directory is not None else location,
-                           dtype=task.encoder.dtype)
-    if encoder.config.vocab_size != task.encoder.config.vocab_size:
-        raise CheckpointError(
-            f"{location}: vocabulary of {encoder.config.vocab_size} tokens does not match the "
-            f"run's tokenizer ({task.encoder.config.vocab_size}); attack it with its own run"
-        )
-    own_head = _own_head(directory) if directory is not None else None
-    # Every text model is read the way the run's heads were trained to read it.
-    return AttackTarget(model_id, encoder.backbone_with(pooling), encoder.params), own_head
+    target = task.kind.read_export(model_id, location, directory, task, pooling)
+    return target, _own_head(directory) if directory is not None else None
 
 
 def check_location(location: str, config: Config) -> None:
@@ -145,13 +119,7 @@ def check_location(location: str, config: Config) -> None:
     if (path / RUN_CONFIG).is_file() and not (path / "export").is_dir():
         raise CheckpointError(f"{location}: this run has not finished (no export yet); finish "
                               f"it with: python train.py --run-dir {location}")
-    if config.model.kind == "mlp":
-        if not path.exists():
-            raise CheckpointError(f"{location}: no such file or directory")
-        if not (export_dir(path) / "model.json").is_file():
-            raise CheckpointError(f"{location}: not a toy MLP run or export (no model.json)")
-        return
-    check_model_location(export_dir(path) if path.is_dir() else location)
+    kind_of(config).check_location(location, export_dir(path) if path.is_dir() else None)
 
 
 def baseline_target(name: str, task: PreparedTask, seed: int) -> AttackTarget:
