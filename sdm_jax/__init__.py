@@ -7,13 +7,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 # isort: split
 
-from sdm_jax import xla_defaults
-
-xla_defaults.apply()
-
-# isort: split
-
-from sdm_jax.models import (  # noqa: E402  (after the XLA flags, before any backend starts)
+from sdm_jax.models import (
     Backbone,
     BertConfig,
     CheckpointError,

@@ -83,8 +83,8 @@ class MLACSettings:
     - ``meta_batch_size``: M simulated attackers per outer step (vmapped, sharded on ``data``).
     - ``attacker_batching``: how the M attackers of one device run. ``vectorised``: one
       ``vmap``ped program (matmuls gain an attacker axis); ``sequential``: ``lax.map``, one
-      attacker after the other with plain matmuls (measured 1.03–1.05× faster per attacker on
-      a 2-core CPU, where a batched matmul buys no parallelism); ``auto`` (default):
+      attacker after the other with plain matmuls (measured 1.02–1.05× faster per step on a
+      2-core CPU, where a batched matmul buys no parallelism); ``auto`` (default):
       ``sequential`` on a CPU backend without a device mesh, ``vectorised`` otherwise. Both
       compute the same numbers.
     - ``shared_outer_batch``: one outer batch ``[B, ...]`` for all attackers, else ``[M, B, ...]``.
