@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="repeat the whole evaluation with this many seed sets (the paper "
                              "used 6); each goes to OUT/repeat_R and their spread to "
                              "OUT/repeats.md")
+    parser.add_argument("--balance-test", action="store_true",
+                        help="report on the test examples that leave equally many of each "
+                             "harmful label in every desired class, so knowing the desired "
+                             "label (profession) alone gives no harmful accuracy above chance")
     parser.add_argument("--out", type=Path, help="report directory (default: RUN_DIR/eval)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -151,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         baselines=settings.baselines, tasks=settings.tasks, ns=settings.ns,
                         search=settings.search_config(),
                         out_dir=None if settings.out is None else Path(settings.out),
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, balance_test=settings.balance_test)
         if settings.repeats != 1:
             paths = evaluate_repeats(plan, settings.repeats)
             report = paths["repeats.md"]

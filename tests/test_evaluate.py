@@ -67,6 +67,10 @@ def test_report_covers_every_model_task_and_n(toy_run, tmp_path):
             assert seeds == accuracies[("blocked", task, n)]
     report = paths["report.md"].read_text()
     assert "| blocked |" in report and "Blocking score" in report and "Own heads" in report
+    assert "What the desired task gives away" in report
+    leakage = json.loads(paths["leakage.json"].read_text())
+    assert [row["n"] for row in leakage] == [10, 20, "all"]
+    assert all(0 <= row["accuracy_mean"] <= 1 for row in leakage)
     retention = json.loads(paths["retention.json"].read_text())
     assert set(retention) == {"blocked", "copy"}
     assert retention["blocked"] == retention["copy"]
@@ -168,6 +172,21 @@ def test_repeats_use_disjoint_seeds_and_report_their_spread(toy_run, tmp_path):
     assert blocked["accuracy_min"] == min(means) and blocked["accuracy_max"] == max(means)
     assert "blocking_score_mean" in blocked
     assert "| blocked |" in paths["repeats.md"].read_text()
+
+
+def test_a_balanced_test_split_is_reported_and_cached_apart(toy_run, tmp_path):
+    out = tmp_path / "eval"
+    paths, cells = evaluate(_plan(toy_run, out, baselines=("random",), tasks=("bad",), ns=(10,),
+                                  balance_test=True))
+    report = paths["report.md"].read_text()
+    assert "Test split balanced within each desired class:" in report
+    assert "Own heads, no fine-tuning (balanced test accuracy)" in report
+    whole = json.loads(paths["leakage.json"].read_text())[-1]
+    assert whole["n"] == "all" and whole["accuracy_mean"] == 0.5
+    assert (out / "cache_balanced_test").is_dir() and not (out / "cache").exists()
+    _, unbalanced = evaluate(_plan(toy_run, out, baselines=("random",), tasks=("bad",),
+                                   ns=(10,)))
+    assert [c.seeds[0].test for c in cells] != [c.seeds[0].test for c in unbalanced]
 
 
 def test_cli_rejects_zero_repeats(toy_run, tmp_path, capsys):

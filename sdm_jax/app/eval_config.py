@@ -55,6 +55,7 @@ class EvalSettings:
     vectorise_backbone: str = "auto"
     seed: int = 0
     repeats: int = 1
+    balance_test: bool = False
     out: str | None = None
 
     def search_config(self) -> SearchConfig:

@@ -29,6 +29,7 @@ from sdm_jax.attacks import (
     evaluate_grid,
     write_report,
 )
+from sdm_jax.attacks.leakage import balanced_within, leakage_markdown, leakage_rows
 from sdm_jax.attacks.report import repeat_rows, repeats_markdown, summary_rows
 from sdm_jax.config import Config, load_config
 from sdm_jax.fine_tune import accuracy
@@ -54,7 +55,9 @@ class EvalPlan:
     models by id -> run directory, export directory, local Hugging Face folder or hub id.
     ``baselines``: any of ``pretrained`` and ``random``. ``tasks``: ``bad`` (harmful) and/or
     ``good`` (desired). ``ns``: attacker example counts. ``search``: the attack search and
-    seeds. ``out_dir``: where the report goes (default ``<run_dir>/eval``).
+    seeds. ``out_dir``: where the report goes (default ``<run_dir>/eval``). ``balance_test``:
+    report on the test examples that leave equally many of each harmful label in every desired
+    class, so the desired label alone predicts the harmful one no better than chance.
     """
 
     run_dir: Path
@@ -65,6 +68,7 @@ class EvalPlan:
     search: SearchConfig = field(default_factory=SearchConfig)
     out_dir: Path | None = None
     progress: bool = True
+    balance_test: bool = False
 
     @property
     def output(self) -> Path:
@@ -130,9 +134,9 @@ def baseline_target(name: str, task: PreparedTask, seed: int) -> AttackTarget:
     raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
 
 
-def own_head_accuracy(target: AttackTarget, head: Params, task: PreparedTask, split: str) -> dict:
-    """Test accuracy of a model's own heads on both tasks, without any fine-tuning."""
-    arrays = task.splits[split]
+def own_head_accuracy(target: AttackTarget, head: Params, task: PreparedTask,
+                      arrays: Mapping[str, np.ndarray]) -> dict:
+    """Accuracy of a model's own heads on both tasks on ``arrays``, without any fine-tuning."""
     features = compute_features(target, arrays, chunk_size=FEATURE_CHUNK)
     logits = np.asarray(head_logits(head, features))
     good, bad = split_logits(logits, task.num_good)
@@ -181,13 +185,25 @@ def evaluate(plan: EvalPlan) -> tuple[dict[str, Path], list[CellResult]]:
         for target, head in targets_with_heads
     ]
     targets += [baseline_target(name, task, config.train.seed) for name in plan.baselines]
-    cells = evaluate_grid(targets, task.splits, tasks=plan.tasks, ns=plan.ns,
-                          config=plan.search, cache_dir=plan.output / "cache",
-                          progress=plan.progress, retain_task="good")
-    retention = {target.model_id: own_head_accuracy(target, head, task, "test")
+    splits, balanced = dict(task.splits), ""
+    if plan.balance_test:
+        splits["test"] = balanced_within(task.splits["test"], "good", "bad")
+        balanced = (f"Test split balanced within each desired class: {len(splits['test']['bad'])} "
+                    f"of {len(task.splits['test']['bad'])} test examples kept.")
+    # A balanced test split changes every seeded figure, so its cells are cached apart.
+    cache = plan.output / ("cache_balanced_test" if plan.balance_test else "cache")
+    cells = evaluate_grid(targets, splits, tasks=plan.tasks, ns=plan.ns, config=plan.search,
+                          cache_dir=cache, progress=plan.progress, retain_task="good")
+    retention = {target.model_id: own_head_accuracy(target, head, task, splits["test"])
                  for target, head in targets_with_heads if head is not None}
-    paths = write_report(plan.output, cells,
-                         extra_markdown=retention_markdown(retention, "test") if retention else "")
+    leakage = leakage_rows(splits, plan.ns, plan.search) if "bad" in plan.tasks else []
+    extra = leakage_markdown(leakage, summary_rows(cells), balanced=balanced) if leakage else ""
+    split_name = "balanced test" if plan.balance_test else "test"
+    extra += retention_markdown(retention, split_name) if retention else ""
+    paths = write_report(plan.output, cells, extra_markdown=extra)
+    if leakage:
+        paths["leakage.json"] = write_text_atomic(plan.output / "leakage.json",
+                                                  json.dumps(leakage, indent=1) + "\n")
     if retention:
         paths["retention.json"] = write_text_atomic(plan.output / "retention.json",
                                                     json.dumps(retention, indent=1) + "\n")

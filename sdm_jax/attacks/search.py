@@ -200,15 +200,22 @@ def _suggest(trial: optuna.Trial, space: SearchSpace, seed: int) -> AttackSettin
     )
 
 
+def final_seeds(config: SearchConfig) -> list[int]:
+    """The final runs' seeds, the search's own first (0-14 for the defaults, as the reference
+    reruns its chosen setting)."""
+    return [config.seed + i for i in range(config.num_seeds)]
+
+
+def final_data_seeds(config: SearchConfig) -> list[int]:
+    """Which ``n`` attacker examples each final run draws (its ``data_seed``)."""
+    return [s if config.resample_examples else config.seed for s in final_seeds(config)]
+
+
 def seed_settings(chosen: AttackSetting, config: SearchConfig) -> list[AttackSetting]:
-    """The chosen setting with ``num_seeds`` seeds, the search's own first (seeds 0-14 for the
-    defaults, as the reference reruns its chosen setting)."""
-    seeds = [config.seed + i for i in range(config.num_seeds)]
+    """The chosen setting with each of the final seeds and its examples."""
     return [
-        dataclasses.replace(
-            chosen, seed=s, data_seed=s if config.resample_examples else config.seed
-        )
-        for s in seeds
+        dataclasses.replace(chosen, seed=s, data_seed=d)
+        for s, d in zip(final_seeds(config), final_data_seeds(config), strict=True)
     ]
 
 
