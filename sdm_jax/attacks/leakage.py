@@ -21,12 +21,13 @@ import numpy as np
 
 from sdm_jax.attacks.grid import ATTACKER_SPLIT, REPORT_SPLIT
 from sdm_jax.attacks.problem import AttackInputError
-from sdm_jax.attacks.report import blocking_score, by_model_and_n, markdown_table
+from sdm_jax.attacks.report import blocking_scores, markdown_table
 from sdm_jax.attacks.search import SearchConfig, final_data_seeds
 from sdm_jax.data.sampler import random_subset
 
 Arrays = Mapping[str, np.ndarray]
 WHOLE_SPLIT = "all"
+ATTACKER_ID = "desired-label attacker"
 
 
 def majority_table(desired: np.ndarray, harmful: np.ndarray, num_desired: int) -> np.ndarray:
@@ -95,17 +96,13 @@ def ceiling_scores(
     rows: Sequence[dict], summary: Sequence[dict], harmful: str, pretrained_id: str,
     random_id: str,
 ) -> dict[int, float | None]:
-    """Per ``n``, the blocking score of the desired-label attacker's accuracy (``None`` where a
-    baseline is missing or the baselines are equal)."""
-    table = by_model_and_n(summary, harmful)
-    pretrained, random = table.get(pretrained_id, {}), table.get(random_id, {})
-    scores: dict[int, float | None] = {}
-    for row in rows:
-        n = row["n"]
-        if n not in pretrained or n not in random:
-            continue
-        scores[n] = blocking_score(row["accuracy_mean"], pretrained[n], random[n])
-    return scores
+    """Per ``n``, the blocking score of the desired-label attacker's accuracy, scored as one more
+    model of the report (``None`` where a baseline is missing or the baselines are equal)."""
+    attacker = [{"model_id": ATTACKER_ID, "task": harmful, "n": row["n"],
+                 "test_accuracy_mean": row["accuracy_mean"]}
+                for row in rows if row["n"] != WHOLE_SPLIT]
+    scores = blocking_scores([*summary, *attacker], harmful, pretrained_id, random_id)
+    return scores.get(ATTACKER_ID, {})
 
 
 def leakage_markdown(

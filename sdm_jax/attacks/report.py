@@ -158,7 +158,7 @@ def format_cell(row: dict) -> str:
     )
 
 
-def by_model_and_n(summary: Sequence[dict], task: str) -> dict[str, dict[int, dict]]:
+def _by_model_and_n(summary: Sequence[dict], task: str) -> dict[str, dict[int, dict]]:
     table: dict[str, dict[int, dict]] = {}
     for row in summary:
         if row["task"] == task:
@@ -170,7 +170,7 @@ def blocking_scores(
     summary: Sequence[dict], task: str, pretrained_id: str, random_id: str
 ) -> dict[str, dict[int, float | None]]:
     """Per model (baselines excluded) and n; ``None`` where a baseline is missing or equal."""
-    table = by_model_and_n(summary, task)
+    table = _by_model_and_n(summary, task)
     pretrained, random = table.get(pretrained_id, {}), table.get(random_id, {})
     scores: dict[str, dict[int, float | None]] = {}
     for model, cells in table.items():
@@ -181,16 +181,10 @@ def blocking_scores(
             if n not in pretrained or n not in random:
                 scores[model][n] = None
                 continue
-            scores[model][n] = blocking_score(row["test_accuracy_mean"], pretrained[n],
-                                              random[n])
+            top = pretrained[n]["test_accuracy_mean"]
+            gap = top - random[n]["test_accuracy_mean"]
+            scores[model][n] = None if gap == 0 else (top - row["test_accuracy_mean"]) / gap
     return scores
-
-
-def blocking_score(accuracy: float, pretrained_row: dict, random_row: dict) -> float | None:
-    """(pretrained − accuracy) / (pretrained − random); ``None`` when the baselines are equal."""
-    top = pretrained_row["test_accuracy_mean"]
-    gap = top - random_row["test_accuracy_mean"]
-    return None if gap == 0 else (top - accuracy) / gap
 
 
 def attack_label(chosen: dict) -> str:
@@ -225,7 +219,7 @@ def _family_table(families: Sequence[dict], task: str) -> list[str]:
 
 
 def _bounded_table(summary: Sequence[dict], task: str) -> list[str]:
-    table = {model: cells for model, cells in by_model_and_n(summary, task).items()
+    table = {model: cells for model, cells in _by_model_and_n(summary, task).items()
              if any("bounded_trials" in row for row in cells.values())}
     ns = sorted({n for cells in table.values() for n in cells})
 
@@ -243,7 +237,7 @@ def _bounded_table(summary: Sequence[dict], task: str) -> list[str]:
 
 
 def _examples_table(summary: Sequence[dict], task: str) -> list[str]:
-    table = by_model_and_n(summary, task)
+    table = _by_model_and_n(summary, task)
     ns = sorted({n for cells in table.values() for n in cells})
     targets = sorted({key[len("examples_to_"):-len("_mean")] for cells in table.values()
                       for row in cells.values() for key in row
@@ -261,7 +255,7 @@ def _examples_table(summary: Sequence[dict], task: str) -> list[str]:
 
 
 def _chosen_table(summary: Sequence[dict], task: str) -> list[str]:
-    table = by_model_and_n(summary, task)
+    table = _by_model_and_n(summary, task)
     ns = sorted({n for cells in table.values() for n in cells})
     body = [
         [model] + [attack_label(cells[n]["chosen"]) if n in cells else "—" for n in ns]
@@ -276,7 +270,7 @@ def markdown_table(header: list[str], body: list[list[str]]) -> list[str]:
 
 
 def _task_table(summary: Sequence[dict], task: str) -> list[str]:
-    table = by_model_and_n(summary, task)
+    table = _by_model_and_n(summary, task)
     ns = sorted({n for cells in table.values() for n in cells})
     body = [
         [model] + [format_cell(cells[n]) if n in cells else "—" for n in ns]
