@@ -138,17 +138,20 @@ def take_step(
     trained: Mapping[str, jax.Array] | None = None,
     max_grad_norm: float | None = None,
     first_order: bool = False,
+    value_and_grad: Callable | None = None,
 ):
     """One optimizer step on ``batch``: ``params - learning_rate * direction(grad)``.
 
     ``loss_fn(params, batch) -> (loss, aux)``. ``trained`` maps top-level parts of ``params`` to
     0/1 factors (traced): a part at 0 gets neither gradient nor update. ``max_grad_norm`` clips
     the masked gradient's global norm. With ``first_order`` the step is a constant for the
-    meta-gradient except for its direct factor ``learning_rate``. Returns
-    ``(new_params, new_opt_state, StepOutcome)``.
+    meta-gradient except for its direct factor ``learning_rate``. ``value_and_grad`` replaces
+    ``jax.value_and_grad(loss_fn, has_aux=True)`` (same signature and result), e.g. by one that
+    differentiates the gradient differently. Returns ``(new_params, new_opt_state, StepOutcome)``.
     """
     trained = trained or {}
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
+    value_and_grad = value_and_grad or jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, aux), grads = value_and_grad(params, batch)
     grads = mask_parts(grads, trained)
     norm = global_norm(grads)
     if max_grad_norm is not None:

@@ -266,9 +266,14 @@ LORA_FD_SETTINGS = replace(FD_SETTINGS, inner_attacks=("lora",), frozen_base_pro
 FORWARD_FD_SETTINGS = replace(FD_SETTINGS, learn_head_init=False, meta_gradient_mode="forward")
 
 
+# JAX's reverse-over-reverse second-order terms (the default is forward-over-reverse here).
+REVERSE_FD_SETTINGS = replace(FD_SETTINGS, second_order="reverse")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("settings", [FD_SETTINGS, LORA_FD_SETTINGS, FORWARD_FD_SETTINGS],
-                         ids=["full", "lora", "forward_lr"])
+@pytest.mark.parametrize("settings", [FD_SETTINGS, LORA_FD_SETTINGS, FORWARD_FD_SETTINGS,
+                                      REVERSE_FD_SETTINGS],
+                         ids=["full", "lora", "forward_lr", "reverse_second_order"])
 def test_meta_gradient_matches_central_differences_in_float64(settings):
     """Second-order meta-gradient of the model loss (params) and of the attacker loss (log lr,
     head init) along random directions, against central differences of the same objective."""
@@ -330,10 +335,58 @@ def test_forward_and_reverse_lr_gradients_agree_and_forward_refuses_a_head_init(
     for forward, reverse in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_r), strict=True):
         np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-7)
     assert float(metrics_f["loss/total"]) == float(metrics_r["loss/total"])
-    assert settings.forward_mode_meta_gradient
-    assert not replace(settings, learn_head_init=True).forward_mode_meta_gradient
+    assert replace(settings, meta_gradient_mode="forward").forward_mode_meta_gradient
+    assert replace(settings, second_order="reverse").forward_mode_meta_gradient
+    assert not replace(settings, second_order="reverse",
+                       learn_head_init=True).forward_mode_meta_gradient
     with pytest.raises(ValueError, match="meta_gradient_mode forward"):
         replace(settings, meta_gradient_mode="forward", learn_head_init=True)
+
+
+def test_forward_over_reverse_and_reverse_second_order_agree_in_float64():
+    """Same meta-gradients to round-off, through every path an inner gradient can take: a
+    drawn optimizer family (Adam or SGD), frozen or full attackers, clipping, parameter noise
+    and the gradient-norm term."""
+    backbone = tanh_backbone()
+    settings = MLACSettings(inner_steps=3, meta_batch_size=4, inner_lr_init=5e-3,
+                            inner_optimizers=("adam", "sgd_momentum"), frozen_base_prob=0.5,
+                            param_noise_std=0.01, inner_grad_clip=0.5, l_bad_adapted=1.0,
+                            learn_head_init=True)
+    assert settings.forward_over_reverse
+    with jax.enable_x64(True):
+        state = init_train_state(backbone, backbone.init(jax.random.PRNGKey(4)), NUM_GOOD,
+                                 NUM_BAD, settings, seed=0)
+        to64 = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)  # noqa: E731
+        params, meta = to64(state.params), to64(state.meta_params)
+        mb, key = meta_batch(settings, seed=3, dtype=np.float64), jax.random.PRNGKey(5)
+        results = {}
+        for mode in ("forward_over_reverse", "reverse"):
+            chosen = replace(settings, second_order=mode)
+            gradient = jax.jit(make_meta_gradient(backbone, chosen, NUM_GOOD, NUM_BAD))
+            results[mode] = gradient(params, meta, {}, mb, key)
+    (grads_f, meta_f, metrics_f), (grads_r, meta_r, metrics_r) = results.values()
+    assert float(metrics_f["inner/frozen_fraction"]) not in (0.0, 1.0)
+    assert float(global_norm(meta_r)) > 0
+    for forward, reverse in zip(jax.tree.leaves((grads_f, meta_f)),
+                                jax.tree.leaves((grads_r, meta_r)), strict=True):
+        np.testing.assert_allclose(forward, reverse, rtol=1e-9, atol=1e-12)
+    assert float(metrics_f["loss/total"]) == float(metrics_r["loss/total"])
+
+
+def test_second_order_auto_is_forward_over_reverse_unless_a_forward_tangent_is_asked_for():
+    paper = MLACSettings()
+    assert paper.forward_over_reverse and not paper.forward_mode_meta_gradient
+    assert MLACSettings(learn_inner_lr=False).forward_over_reverse
+    assert not replace(paper, first_order=True).forward_over_reverse
+    assert replace(paper, first_order=True).forward_mode_meta_gradient
+    rro = replace(paper, second_order="reverse")
+    assert not rro.forward_over_reverse and rro.forward_mode_meta_gradient
+    tangent = replace(paper, meta_gradient_mode="forward")
+    assert not tangent.forward_over_reverse and tangent.forward_mode_meta_gradient
+    with pytest.raises(ValueError, match="cannot carry meta_gradient_mode forward"):
+        replace(paper, second_order="forward_over_reverse", meta_gradient_mode="forward")
+    with pytest.raises(ValueError, match="second_order must be one of"):
+        replace(paper, second_order="mixed")
 
 
 @pytest.mark.parametrize("shared_outer_batch", [True, False])

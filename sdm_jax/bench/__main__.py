@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         choices=("auto", "forward", "reverse"),
                         help="how the learned inner lr's gradient is computed (paper objective): "
                              "forward mode beside the primal (auto) or a second pullback")
+    parser.add_argument("--second-order", default="auto",
+                        choices=("auto", "forward_over_reverse", "reverse"),
+                        help="how each inner gradient is differentiated: Hessian-vector "
+                             "products in forward mode, or reverse-over-reverse (auto: the "
+                             "former unless the lr's forward-mode tangent is in use); see "
+                             "mlac.second_order")
     parser.add_argument("--attacker-batching", default="auto",
                         choices=("auto", "vectorised", "sequential"),
                         help="attackers of a meta-batch vmapped or one after the other (auto: "
@@ -122,6 +128,7 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
         base = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
                         meta_batch=args.meta_batch, objective=objective,
                         meta_gradient_mode=args.meta_gradient_mode,
+                        second_order=args.second_order,
                         attacker_batching=args.attacker_batching)
         runs.extend(_sweep(base, args))
     return runs
@@ -214,6 +221,7 @@ def compare_with_torch(args: argparse.Namespace) -> list[dict]:
                                     inner_steps=k, remat=args.remat[0],
                                     active_rows=args.active_rows, objective=objective,
                                     meta_gradient_mode=args.meta_gradient_mode,
+                                    second_order=args.second_order,
                                     attacker_batching=args.attacker_batching)
                 rounds = compare.interleave(lambda w=workload: run_jax(w, args, cache_env),
                                             lambda w=workload: run_torch(w, args, torch_python),

@@ -32,6 +32,8 @@ many FLOPs as a pullback, though it stores no residuals). So::
 
     second order, learned lr: P + 2·2P = 5P        first order, learned lr: P + 2R
 
+With ``second_order: forward_over_reverse`` each pullback also recomputes every inner gradient
+(3F per inner step) before its forward-mode tangent; like any rematerialisation that is left out.
 "2× the primal per reverse pass" is the usual estimate; differentiating a backward pass costs
 between 2× and 3× that pass, so achieved FLOP/s may be off by up to ~15% either way.
 """

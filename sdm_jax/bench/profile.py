@@ -128,12 +128,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--remat", default="none", choices=["none", "full", "dots", "sqrt"])
     parser.add_argument("--active-rows", type=int, default=0)
     parser.add_argument("--objective", default="paper", choices=OBJECTIVES)
+    parser.add_argument("--second-order", default="auto",
+                        choices=("auto", "forward_over_reverse", "reverse"),
+                        help="see mlac.second_order")
     parser.add_argument("--top", type=int, default=0, help="also list the N costliest ops")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     workload = Workload(model=args.model, seq_len=args.seq_len, batch=args.batch,
                         inner_steps=args.inner_steps, remat=args.remat,
-                        active_rows=args.active_rows, objective=args.objective)
+                        active_rows=args.active_rows, objective=args.objective,
+                        second_order=args.second_order)
     result = profile_step(workload, args.top)
     print(markdown(result))
     if args.json:

@@ -50,6 +50,7 @@ class Workload:
     bad_adapted: bool = False
     objective: str = "paper"
     meta_gradient_mode: str = "auto"
+    second_order: str = "auto"
     attacker_batching: str = "auto"
 
     def __post_init__(self) -> None:
@@ -75,6 +76,7 @@ class Workload:
             l_linear_mi=0.0 if fixed else MLACSettings.l_linear_mi,
             l_bad_adapted=1.0 if self.bad_adapted or fixed else 0.0,
             meta_gradient_mode=self.meta_gradient_mode,
+            second_order=self.second_order,
             attacker_batching=self.attacker_batching,
         )
 

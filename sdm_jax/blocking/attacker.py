@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from sdm_jax.blocking.optimizers import inner_direction
+from sdm_jax.blocking.second_order import forward_over_reverse_value_and_grad
 from sdm_jax.blocking.settings import MLACSettings
 from sdm_jax.fine_tune import cross_entropy, global_norm, mask_parts, take_step
 from sdm_jax.models import active_rows
@@ -220,6 +221,9 @@ def run_attacker(
         loss = cross_entropy(logits[..., start:stop], batch[label_key], batch["weight"])
         return loss, (logits, features)
 
+    value_and_grad = None
+    if settings.forward_over_reverse:
+        value_and_grad = forward_over_reverse_value_and_grad(task_loss)
     optimizer = inner_direction(draw.optimizer_index, settings)
     trained = _trained_parts(draw)
     noise_keys = jax.random.split(draw.noise_key, steps)
@@ -234,6 +238,7 @@ def run_attacker(
         phi, opt_state, outcome = take_step(
             task_loss, optimizer, phi, opt_state, batch, draw.learning_rate, trained=trained,
             max_grad_norm=settings.inner_grad_clip, first_order=settings.first_order,
+            value_and_grad=value_and_grad,
         )
         return (phi, opt_state), (outer_logits, outcome.grad_norm, outcome.loss)
 

@@ -15,6 +15,7 @@ INNER_ATTACKS = ("full", "head", "lora")
 REMAT_POLICIES = ("none", "full", "dots", "sqrt")
 INNER_LR_SPACES = ("raw", "log")
 META_GRADIENT_MODES = ("auto", "forward", "reverse")
+SECOND_ORDER_MODES = ("auto", "forward_over_reverse", "reverse")
 ATTACKER_BATCHING = ("auto", "vectorised", "sequential")
 
 # Loss weights whose term is *maximised*: the total outer loss adds them with a minus sign.
@@ -91,8 +92,18 @@ class MLACSettings:
     - ``meta_gradient_mode``: how the attacker loss reaches the meta-parameters. ``reverse``: a
       second pullback through the unrolled attacker; ``forward``: the tangent along the learned
       inner lr carried beside the primal (one pullback in all; only for the lr alone, without
-      ``learn_head_init``); ``auto`` (default): ``forward`` where it applies. Both are exact.
-
+      ``learn_head_init``, and with reverse-over-reverse second-order terms); ``auto``
+      (default): ``forward`` where it applies and ``second_order`` is ``reverse`` (or the
+      step is first-order), else ``reverse``. Both are exact.
+    - ``second_order``: how the meta-gradient differentiates each inner gradient.
+      ``reverse``: JAX's reverse-over-reverse (the inner backward pass keeps its activations);
+      ``forward_over_reverse``: Hessian-vector products in forward mode from the step's inputs
+      alone (:mod:`sdm_jax.blocking.second_order`); on a 2-core CPU at K=16 it measured 1.37×
+      faster than reverse with the fixed lr and 29% less memory, and with the learned lr (two
+      pullbacks) 1.05× faster than reverse with the lr's forward tangent, with 25% less
+      memory. It cannot carry a forward-mode tangent. ``auto`` (default):
+      ``forward_over_reverse`` unless ``meta_gradient_mode`` is ``forward``. All are exact;
+      ``first_order`` has no second-order terms.
     Blocking objective (``l_*`` weights; 0 removes the term from the program). The total outer
     loss is ``sum(l_t * term_t for minimised t) - sum(l_t * term_t for maximised t)``:
 
@@ -144,6 +155,7 @@ class MLACSettings:
     attacker_batching: str = "auto"
     shared_outer_batch: bool = True
     meta_gradient_mode: str = "auto"
+    second_order: str = "auto"
 
     l_good_base: float = 1.0
     l_bad_base: float = 0.0
@@ -188,7 +200,16 @@ class MLACSettings:
     def forward_mode_meta_gradient(self) -> bool:
         """Whether the meta-gradient comes by forward mode (see ``meta_gradient_mode``)."""
         scalar_only = self.learn_inner_lr and not self.learn_head_init
-        return scalar_only and self.meta_gradient_mode in ("auto", "forward")
+        if self.meta_gradient_mode == "auto":
+            return scalar_only and (self.first_order or self.second_order == "reverse")
+        return scalar_only and self.meta_gradient_mode == "forward"
+
+    @property
+    def forward_over_reverse(self) -> bool:
+        """Whether inner gradients are differentiated forward-over-reverse (``second_order``)."""
+        if self.first_order or self.second_order == "reverse":
+            return False
+        return self.second_order == "forward_over_reverse" or self.meta_gradient_mode != "forward"
 
 
 def _problems(s: MLACSettings) -> list[str]:
@@ -230,6 +251,12 @@ def _problems(s: MLACSettings) -> list[str]:
     if s.meta_gradient_mode not in META_GRADIENT_MODES:
         problems.append(f"meta_gradient_mode must be one of {META_GRADIENT_MODES}, got "
                         f"{s.meta_gradient_mode!r}")
+    if s.second_order not in SECOND_ORDER_MODES:
+        problems.append(f"second_order must be one of {SECOND_ORDER_MODES}, got "
+                        f"{s.second_order!r}")
+    if s.second_order == "forward_over_reverse" and s.meta_gradient_mode == "forward":
+        problems.append("second_order forward_over_reverse cannot carry meta_gradient_mode "
+                        "forward's lr tangent (use meta_gradient_mode auto or reverse)")
     if s.attacker_batching not in ATTACKER_BATCHING:
         problems.append(f"attacker_batching must be one of {ATTACKER_BATCHING}, got "
                         f"{s.attacker_batching!r}")
