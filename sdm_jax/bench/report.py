@@ -23,6 +23,8 @@ def variant_name(workload: dict) -> str:
     if workload.get("unrolled"):
         remat = "python-unrolled, no remat"
     parts = [remat, "1st-order" if workload["first_order"] else "2nd-order"]
+    if not workload["first_order"] and workload.get("second_order", "auto") != "auto":
+        parts.append(f"second_order={workload['second_order']}")
     if workload.get("active_rows"):
         parts.append(f"active_rows={workload['active_rows']}")
     if workload.get("devices", 1) > 1:

@@ -15,7 +15,7 @@ programs that carry a forward-mode tangent through the attacker keep the default
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
