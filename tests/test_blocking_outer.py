@@ -335,10 +335,8 @@ def test_forward_and_reverse_lr_gradients_agree_and_forward_refuses_a_head_init(
     for forward, reverse in zip(jax.tree.leaves(grads_f), jax.tree.leaves(grads_r), strict=True):
         np.testing.assert_allclose(forward, reverse, rtol=1e-4, atol=1e-7)
     assert float(metrics_f["loss/total"]) == float(metrics_r["loss/total"])
-    assert replace(settings, meta_gradient_mode="forward").forward_mode_meta_gradient
-    assert replace(settings, second_order="reverse").forward_mode_meta_gradient
-    assert not replace(settings, second_order="reverse",
-                       learn_head_init=True).forward_mode_meta_gradient
+    assert settings.forward_mode_meta_gradient
+    assert not replace(settings, learn_head_init=True).forward_mode_meta_gradient
     with pytest.raises(ValueError, match="meta_gradient_mode forward"):
         replace(settings, meta_gradient_mode="forward", learn_head_init=True)
 
@@ -373,16 +371,16 @@ def test_forward_over_reverse_and_reverse_second_order_agree_in_float64():
     assert float(metrics_f["loss/total"]) == float(metrics_r["loss/total"])
 
 
-def test_second_order_auto_is_forward_over_reverse_unless_a_forward_tangent_is_asked_for():
+def test_second_order_auto_yields_to_the_forward_lr_tangent_and_bad_pairs_are_refused():
     paper = MLACSettings()
-    assert paper.forward_over_reverse and not paper.forward_mode_meta_gradient
-    assert MLACSettings(learn_inner_lr=False).forward_over_reverse
-    assert not replace(paper, first_order=True).forward_over_reverse
-    assert replace(paper, first_order=True).forward_mode_meta_gradient
-    rro = replace(paper, second_order="reverse")
-    assert not rro.forward_over_reverse and rro.forward_mode_meta_gradient
-    tangent = replace(paper, meta_gradient_mode="forward")
-    assert not tangent.forward_over_reverse and tangent.forward_mode_meta_gradient
+    assert paper.forward_mode_meta_gradient and not paper.forward_over_reverse
+    fixed = MLACSettings(learn_inner_lr=False)
+    assert fixed.forward_over_reverse and not fixed.forward_mode_meta_gradient
+    assert replace(paper, learn_head_init=True).forward_over_reverse
+    assert not replace(fixed, first_order=True).forward_over_reverse
+    assert not replace(fixed, second_order="reverse").forward_over_reverse
+    chosen = replace(paper, second_order="forward_over_reverse")
+    assert chosen.forward_over_reverse and not chosen.forward_mode_meta_gradient
     with pytest.raises(ValueError, match="cannot carry meta_gradient_mode forward"):
         replace(paper, second_order="forward_over_reverse", meta_gradient_mode="forward")
     with pytest.raises(ValueError, match="second_order must be one of"):

@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         choices=("auto", "forward_over_reverse", "reverse"),
                         help="how each inner gradient is differentiated: Hessian-vector "
                              "products in forward mode, or reverse-over-reverse (auto: the "
-                             "former unless the lr's forward-mode tangent is in use); see "
+                             "former unless the learned lr's forward-mode tangent is in use); see "
                              "mlac.second_order")
     parser.add_argument("--attacker-batching", default="auto",
                         choices=("auto", "vectorised", "sequential"),

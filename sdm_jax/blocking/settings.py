@@ -93,17 +93,18 @@ class MLACSettings:
       second pullback through the unrolled attacker; ``forward``: the tangent along the learned
       inner lr carried beside the primal (one pullback in all; only for the lr alone, without
       ``learn_head_init``, and with reverse-over-reverse second-order terms); ``auto``
-      (default): ``forward`` where it applies and ``second_order`` is ``reverse`` (or the
-      step is first-order), else ``reverse``. Both are exact.
+      (default): ``forward`` where it applies, unless ``second_order`` is
+      ``forward_over_reverse``. Both are exact.
     - ``second_order``: how the meta-gradient differentiates each inner gradient.
       ``reverse``: JAX's reverse-over-reverse (the inner backward pass keeps its activations);
       ``forward_over_reverse``: Hessian-vector products in forward mode from the step's inputs
-      alone (:mod:`sdm_jax.blocking.second_order`); on a 2-core CPU at K=16 it measured 1.37×
-      faster than reverse with the fixed lr and 29% less memory, and with the learned lr (two
-      pullbacks) 1.05× faster than reverse with the lr's forward tangent, with 25% less
-      memory. It cannot carry a forward-mode tangent. ``auto`` (default):
-      ``forward_over_reverse`` unless ``meta_gradient_mode`` is ``forward``. All are exact;
-      ``first_order`` has no second-order terms.
+      alone (:mod:`sdm_jax.blocking.second_order`). It cannot carry the lr's forward-mode
+      tangent, so with a learned lr it costs a second pullback. ``auto`` (default):
+      ``forward_over_reverse`` unless the lr's forward-mode tangent is in use. Measured on a
+      2-core CPU: with no meta-parameters (sampled or fixed lr) at K=16 it is 1.37× faster than
+      ``reverse`` with 29% less memory; with the learned lr it is 1.05× faster at K=16 (BERT-tiny
+      shape, seq 128) but 1.12× slower than the forward tangent at the demo's K=2 with batches
+      of 4–8, hence the rule. All are exact; ``first_order`` has no second-order terms.
     Blocking objective (``l_*`` weights; 0 removes the term from the program). The total outer
     loss is ``sum(l_t * term_t for minimised t) - sum(l_t * term_t for maximised t)``:
 
@@ -201,7 +202,7 @@ class MLACSettings:
         """Whether the meta-gradient comes by forward mode (see ``meta_gradient_mode``)."""
         scalar_only = self.learn_inner_lr and not self.learn_head_init
         if self.meta_gradient_mode == "auto":
-            return scalar_only and (self.first_order or self.second_order == "reverse")
+            return scalar_only and self.second_order != "forward_over_reverse"
         return scalar_only and self.meta_gradient_mode == "forward"
 
     @property
@@ -209,7 +210,7 @@ class MLACSettings:
         """Whether inner gradients are differentiated forward-over-reverse (``second_order``)."""
         if self.first_order or self.second_order == "reverse":
             return False
-        return self.second_order == "forward_over_reverse" or self.meta_gradient_mode != "forward"
+        return not self.forward_mode_meta_gradient
 
 
 def _problems(s: MLACSettings) -> list[str]:
