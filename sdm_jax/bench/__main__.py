@@ -31,6 +31,7 @@ from sdm_jax.bench import compare, machine
 from sdm_jax.bench.flops import MODEL_SHAPES
 from sdm_jax.bench.report import markdown_table
 from sdm_jax.bench.workload import OBJECTIVES, Workload
+from sdm_jax.blocking.settings import SECOND_ORDER_MODES
 
 ATTACK_SWEEP_MODES = ("full", "frozen", "lora")
 
@@ -77,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="how the learned inner lr's gradient is computed (paper objective): "
                              "forward mode beside the primal (auto) or a second pullback")
     parser.add_argument("--second-order", default="auto",
-                        choices=("auto", "forward_over_reverse", "reverse"),
+                        choices=SECOND_ORDER_MODES,
                         help="how each inner gradient is differentiated: Hessian-vector "
                              "products in forward mode, or reverse-over-reverse (auto: the "
                              "former unless the learned lr's forward-mode tangent is in use); see "

@@ -32,6 +32,7 @@ from sdm_jax.bench.workload import (
     initial_state,
     make_meta_batch,
 )
+from sdm_jax.blocking.settings import SECOND_ORDER_MODES
 
 # Profiler events that wrap ops rather than being ops themselves.
 _WRAPPERS = ("ThunkExecutor", "SlinkyThreadPool", "Execute")
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--active-rows", type=int, default=0)
     parser.add_argument("--objective", default="paper", choices=OBJECTIVES)
     parser.add_argument("--second-order", default="auto",
-                        choices=("auto", "forward_over_reverse", "reverse"),
+                        choices=SECOND_ORDER_MODES,
                         help="see mlac.second_order")
     parser.add_argument("--top", type=int, default=0, help="also list the N costliest ops")
     parser.add_argument("--json", type=Path, default=None)

@@ -36,20 +36,20 @@ def forward_over_reverse_value_and_grad(loss_fn: Callable) -> Callable:
     def loss_only(params, batch):
         return loss_fn(params, batch)[0]
 
-    def gradient(params, batch):
-        return jax.grad(loss_only)(params, batch)
+    plain_value_and_grad = jax.value_and_grad(loss_only)
 
     @jax.custom_vjp
     def value_and_grad(params, batch):
-        return jax.value_and_grad(loss_only)(params, batch)
+        return plain_value_and_grad(params, batch)
 
     def forward(params, batch):
-        loss, grads = jax.value_and_grad(loss_only)(params, batch)
+        loss, grads = plain_value_and_grad(params, batch)
         return (loss, grads), (params, batch, grads)
 
     def backward(residuals, cotangents):
         params, batch, grads = residuals
         loss_cotangent, grads_cotangent = cotangents
+        gradient = jax.grad(loss_only)
         _, hessian_product = jax.jvp(lambda p: gradient(p, batch), (params,), (grads_cotangent,))
         params_cotangent = jax.tree.map(lambda h, g: h + loss_cotangent * g, hessian_product, grads)
         return params_cotangent, jax.tree.map(_zero_cotangent, batch)

@@ -105,6 +105,7 @@ class MLACSettings:
       ``reverse`` with 29% less memory; with the learned lr it is 1.05× faster at K=16 (BERT-tiny
       shape, seq 128) but 1.12× slower than the forward tangent at the demo's K=2 with batches
       of 4–8, hence the rule. All are exact; ``first_order`` has no second-order terms.
+
     Blocking objective (``l_*`` weights; 0 removes the term from the program). The total outer
     loss is ``sum(l_t * term_t for minimised t) - sum(l_t * term_t for maximised t)``:
 
