@@ -104,7 +104,8 @@ class MLACSettings:
       2-core CPU: with no meta-parameters (sampled or fixed lr) at K=16 it is 1.37× faster than
       ``reverse`` with 29% less memory; with the learned lr it is 1.05× faster at K=16 (BERT-tiny
       shape, seq 128) but 1.09× slower than the forward tangent at the demo's K=2 with
-      batches of 4–8 (median of three pairs, benchmarks/RESULTS.md), hence the rule. All are exact; ``first_order`` has no second-order terms.
+      batches of 4–8 (median of three pairs, benchmarks/RESULTS.md), hence the rule. All are
+      exact; ``first_order`` has no second-order terms.
 
     Blocking objective (``l_*`` weights; 0 removes the term from the program). The total outer
     loss is ``sum(l_t * term_t for minimised t) - sum(l_t * term_t for maximised t)``:
