@@ -173,4 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from sdm_jax.host_memory import use_huge_page_malloc
+
+    use_huge_page_malloc()
     sys.exit(main())

@@ -16,6 +16,7 @@ import sys
 from sdm_jax.checkpoint import RestoreError
 from sdm_jax.config import ConfigError, load_config
 from sdm_jax.data import DataError
+from sdm_jax.host_memory import use_huge_page_malloc
 from sdm_jax.models import CheckpointError
 
 
@@ -112,4 +113,5 @@ def _tune(args: argparse.Namespace, config, progress: bool | None) -> int:
 
 
 if __name__ == "__main__":
+    use_huge_page_malloc()
     sys.exit(main())

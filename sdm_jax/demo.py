@@ -19,6 +19,7 @@ from sdm_jax.app.evaluation import EvalPlan, evaluate
 from sdm_jax.attacks import RunnerConfig, SearchConfig, SearchSpace
 from sdm_jax.config import config_to_yaml, load_config
 from sdm_jax.configs import packaged_config
+from sdm_jax.host_memory import use_huge_page_malloc
 
 CONFIG = packaged_config("bios_minilm.yaml")
 # The trained baselines: configs extending the blocked run's (base: bios_minilm.yaml).
@@ -105,4 +106,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    use_huge_page_malloc()
     main()

@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from sdm_jax import host_memory
 from sdm_jax.atomic import write_text_atomic
 from sdm_jax.bench import compare, machine
 from sdm_jax.bench.flops import MODEL_SHAPES
@@ -257,6 +258,15 @@ def child_main(spec: dict, out: Path) -> None:
     out.write_text(json.dumps(result))
 
 
+def glibc_tunables() -> str | None:
+    return os.environ.get(host_memory.TUNABLES_VAR)
+
+
+def allocator_note() -> str:
+    """Every child (JAX and PyTorch alike) inherits this process's allocator settings."""
+    return f"GLIBC_TUNABLES={glibc_tunables() or '(unset)'} for every run"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child is not None:
@@ -268,10 +278,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare_torch:
         summaries = compare_with_torch(args)
         print(f"\nmodel={args.model} seq_len={args.seq_len} batch={args.batch}; {args.pairs} "
-              f"interleaved pairs; load average {load[0]:.2f} -> {os.getloadavg()[0]:.2f}")
+              f"interleaved pairs; load average {load[0]:.2f} -> {os.getloadavg()[0]:.2f}; "
+              f"{allocator_note()}")
         print(compare.markdown(summaries))
         if args.json:
-            write_text_atomic(args.json, json.dumps({"model": args.model, "compare": summaries},
+            write_text_atomic(args.json, json.dumps({"model": args.model, "compare": summaries,
+                                                     "glibc_tunables": glibc_tunables()},
                                                     indent=1))
         return
     peak = run_peak(args)
@@ -296,12 +308,13 @@ def main(argv: list[str] | None = None) -> None:
         "load_average_end": os.getloadavg(),
         "results": results,
         "attack_sweep": attacks or None,
+        "glibc_tunables": glibc_tunables(),
     }
     print()
     print(f"model={args.model} seq_len={args.seq_len} batch={args.batch} "
           f"meta_batch={args.meta_batch}; matmul peak "
           f"{(peak or 0) / 1e9:.1f} GFLOP/s; load average {load[0]:.2f} -> "
-          f"{summary['load_average_end'][0]:.2f}")
+          f"{summary['load_average_end'][0]:.2f}; {allocator_note()}")
     print(markdown_table(results, peak))
     busy = sorted({reason for r in results for reason in r["busy"]})
     if busy:
@@ -312,4 +325,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.use_huge_page_malloc()
     main()

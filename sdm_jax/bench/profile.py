@@ -33,6 +33,7 @@ from sdm_jax.bench.workload import (
     make_meta_batch,
 )
 from sdm_jax.blocking.settings import SECOND_ORDER_MODES
+from sdm_jax.host_memory import use_huge_page_malloc
 
 # Profiler events that wrap ops rather than being ops themselves.
 _WRAPPERS = ("ThunkExecutor", "SlinkyThreadPool", "Execute")
@@ -146,4 +147,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    use_huge_page_malloc()
     main()
