@@ -94,6 +94,26 @@ def test_rerun_reuses_finished_cells(toy_run, tmp_path):
     assert [c.to_dict() for c in first] == [c.to_dict() for c in second]
 
 
+def test_a_retrained_model_under_the_same_id_is_attacked_again(toy_run, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    other = tmp_path / "copy_of_export"
+    shutil.copytree(toy_run / "export", other)
+    plan = _plan(toy_run, tmp_path / "eval", models={"copy": str(other)}, baselines=(),
+                 tasks=("bad",), ns=(10,))
+    _, first = evaluate(plan)
+    weights = other / "params.safetensors"
+    save_file({name: value * 0.5 for name, value in load_file(str(weights)).items()},
+              str(weights))
+    _, second = evaluate(plan)
+    runs = {cell.model_id: [run.test for run in cell.seeds] for cell in first}
+    rerun = {cell.model_id: [run.test for run in cell.seeds] for cell in second}
+    assert rerun["blocked"] == runs["blocked"]
+    assert rerun["copy"] != runs["copy"]
+    cached = sorted(path.name.split("__")[0] for path in (tmp_path / "eval" / "cache").iterdir())
+    assert cached == ["blocked", "copy", "copy"]
+
+
 def test_a_corrupt_cached_cell_is_set_aside_and_computed_again(toy_run, tmp_path, capsys):
     plan = _plan(toy_run, tmp_path / "eval", baselines=(), tasks=("bad",), ns=(10,))
     _, first = evaluate(plan)

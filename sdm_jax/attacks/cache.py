@@ -1,14 +1,19 @@
 """A cache of finished cells as JSON files, so an interrupted evaluation resumes where it
-stopped. The key is (model id, task, n, search-config fingerprint): a model id must name one set
-of weights, and any change to the search or runner settings that alters results starts afresh."""
+stopped. The key is (model id, task, n, fingerprint), the fingerprint covering the search and
+runner settings, the attacked weights and the data: retraining a model under the same id,
+changing the corpus or any setting that alters results starts afresh."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import sys
 from pathlib import Path
+
+import jax
+import numpy as np
 
 from sdm_jax.atomic import write_text_atomic
 from sdm_jax.attacks.search import CellResult
@@ -16,6 +21,17 @@ from sdm_jax.attacks.search import CellResult
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+
+
+def content_digest(tree) -> str:
+    """A short hash of every array in a pytree (paths, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    for path, leaf in leaves:
+        array = np.ascontiguousarray(np.asarray(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 class CellCache:

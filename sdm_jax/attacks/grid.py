@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from sdm_jax.attacks.cache import CellCache
+from sdm_jax.attacks.cache import CellCache, content_digest
 from sdm_jax.attacks.compression import check_compression
 from sdm_jax.attacks.problem import (
     Arrays,
@@ -87,6 +87,7 @@ def evaluate_grid(
     """
     config = config if config is not None else SearchConfig()
     config.validate()
+    config_fingerprint = config.fingerprint()
     ids = [target.model_id for target in targets]
     if len(set(ids)) != len(ids):
         raise AttackInputError(f"model ids must be unique, got {ids}")
@@ -97,7 +98,8 @@ def evaluate_grid(
             validate_problem(target, problem)
 
     cache = CellCache(cache_dir) if cache_dir is not None else None
-    fingerprint = config.fingerprint()
+    # Weights and data are part of the key: a retrained model keeps its id, not its cells.
+    data_digest = content_digest(splits) if cache is not None else ""
     # Room for the largest n in every program, so all n share compiled programs.
     runner = dataclasses.replace(config.runner, max_examples=max(ns))
     config = dataclasses.replace(config, runner=runner)
@@ -107,6 +109,9 @@ def evaluate_grid(
     cells: list[CellResult] = []
     with tqdm(total=budget * len(targets) * len(problems), unit="run", disable=not progress) as bar:
         for target in targets:
+            weights_digest = (content_digest((target.params, target.retain_head))
+                              if cache is not None else "")
+            fingerprint = f"{config_fingerprint}-{weights_digest[:8]}{data_digest[:8]}"
             for problem in problems:
                 # A cell that measured the retained task is not the cell that did not.
                 retained = "+retain" if problem.retains(target) else ""

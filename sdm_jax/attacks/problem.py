@@ -21,7 +21,7 @@ class AttackInputError(ValueError):
 class AttackTarget:
     """A model under attack.
 
-    ``model_id`` names it in reports and cache keys, so it must be unique per set of weights.
+    ``model_id`` names it in reports and cache keys (a key also holds a digest of ``params``).
     ``params`` are the backbone's parameters. Every attack starts from a fresh random head
     (``init_head``, drawn from the run's seed) with one output per class, as the reference's
     attacker does. ``retain_head`` is the model's own desired-task
