@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="the blocked model's training run (its export/ is 'blocked')")
     parser.add_argument("--model", action="append", default=[], metavar="ID=LOCATION",
-                        help="another model: a run directory, export, HF folder or hub id "
-                             "(repeatable), e.g. ac=runs/bios_minilm_ac")
+                        help="another model: a run directory, export, HF folder or hub id, "
+                             "or RUN_DIR@STEP for a kept checkpoint of a run (repeatable), "
+                             "e.g. ac=runs/bios_minilm_ac or s50=runs/bios_minilm@50")
     parser.add_argument("--baselines", type=_names, default=("pretrained", "random"),
                         help="built-in baselines, comma-separated ('' for none)")
     parser.add_argument("--tasks", type=_names, default=("bad", "good"),

@@ -114,6 +114,38 @@ def test_a_retrained_model_under_the_same_id_is_attacked_again(toy_run, tmp_path
     assert cached == ["blocked", "copy", "copy"]
 
 
+def test_a_kept_checkpoint_is_attacked_as_its_step_s_model(toy_run, tmp_path):
+    summary = json.loads((toy_run / "summary.json").read_text())
+    step = summary["export_step"]
+    plan = _plan(toy_run, tmp_path / "eval", models={"at_step": f"{toy_run}@{step}"},
+                 baselines=(), tasks=("bad",), ns=(10,))
+    paths, cells = evaluate(plan)
+    seeds = {cell.model_id: [run.test for run in cell.seeds] for cell in cells}
+    # The export is that checkpoint, so the attacks repeat exactly; its own head is read too.
+    assert seeds["at_step"] == seeds["blocked"]
+    retention = json.loads(paths["retention.json"].read_text())
+    assert retention["at_step"] == pytest.approx(retention["blocked"])
+
+
+@pytest.mark.parametrize("step", [7, 0])
+def test_a_checkpoint_that_is_not_kept_is_named_with_the_kept_ones(toy_run, tmp_path, step):
+    kept = sorted(int(p.name) for p in (toy_run / "checkpoints").iterdir() if p.name.isdigit())
+    with pytest.raises(ValueError) as raised:
+        evaluate(_plan(toy_run, tmp_path / "eval", models={"old": f"{toy_run}@{step}"}))
+    assert str(raised.value) == (
+        f"{toy_run}@{step}: no checkpoint at step {step} (kept: {', '.join(map(str, kept))}; "
+        "train.keep_checkpoints sets how many a run keeps)")
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_in_one_line(toy_run, tmp_path):
+    wider = tmp_path / "wider"
+    train_and_evaluate(load_config(None, [*SMALL, "model.mlp_width=24"]), wider, progress=False)
+    with pytest.raises(ValueError) as raised:
+        evaluate(_plan(toy_run, tmp_path / "eval", models={"wide": f"{wider}@2"}))
+    assert str(raised.value) == (f"{wider}@2: trained with another model: section than the "
+                                 "evaluated run; attack it with its own run")
+
+
 def test_a_corrupt_cached_cell_is_set_aside_and_computed_again(toy_run, tmp_path, capsys):
     plan = _plan(toy_run, tmp_path / "eval", baselines=(), tasks=("bad",), ns=(10,))
     _, first = evaluate(plan)

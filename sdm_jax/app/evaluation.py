@@ -52,7 +52,8 @@ class EvalPlan:
     """What to attack and how.
 
     ``run_dir``: the blocked run (its ``export/`` is the model ``blocked``). ``models``: more
-    models by id -> run directory, export directory, local Hugging Face folder or hub id.
+    models by id -> run directory, export directory, ``RUN_DIR@STEP`` (checkpoint STEP of a
+    run), local Hugging Face folder or hub id.
     ``baselines``: any of ``pretrained`` and ``random``. ``tasks``: ``bad`` (harmful) and/or
     ``good`` (desired). ``ns``: attacker example counts. ``search``: the attack search and
     seeds. ``out_dir``: where the report goes (default ``<run_dir>/eval``). ``balance_test``:
@@ -106,11 +107,55 @@ def _own_head(directory: Path) -> Params | None:
     return {"kernel": np.concatenate([heads["good.weight"], heads["bad.weight"]]).T}
 
 
+def checkpoint_location(location: str) -> tuple[Path, int] | None:
+    """``RUN_DIR@STEP`` names checkpoint STEP of a training run (e.g. to compare outer steps
+    without retraining); anything else is ``None``."""
+    path, sep, step = location.rpartition("@")
+    run_dir = Path(path).expanduser()
+    if sep and step.isdigit() and (run_dir / RUN_CONFIG).is_file():
+        return run_dir, int(step)
+    return None
+
+
+def _kept_steps(run_dir: Path) -> list[int]:
+    directory = run_dir / "checkpoints"
+    entries = directory.iterdir() if directory.is_dir() else ()
+    return sorted(int(entry.name) for entry in entries if entry.name.isdigit())
+
+
+def check_checkpoint(location: str, config: Config) -> None:
+    """Fail in one line on a ``RUN_DIR@STEP`` whose step is not kept or whose model differs
+    from the evaluated run's (its weights would not fit that run's architecture)."""
+    run_dir, step = checkpoint_location(location)
+    kept = _kept_steps(run_dir)
+    if step not in kept:
+        listed = ", ".join(map(str, kept)) or "none"
+        raise CheckpointError(f"{location}: no checkpoint at step {step} (kept: {listed}; "
+                              "train.keep_checkpoints sets how many a run keeps)")
+    if run_config(run_dir).model != config.model:
+        raise CheckpointError(f"{location}: trained with another model: section than the "
+                              "evaluated run; attack it with its own run")
+
+
+def load_checkpoint_model(model_id: str, location: str, task: PreparedTask
+                          ) -> tuple[AttackTarget, Params]:
+    """An attack target and own head from checkpoint STEP of a run (``RUN_DIR@STEP``)."""
+    from sdm_jax.app.training import load_run_state
+
+    run_dir, step = checkpoint_location(location)
+    params = load_run_state(run_config(run_dir), run_dir, step, task).params
+    backbone = jax.tree_util.tree_map(np.asarray, params["backbone"])
+    head = {"kernel": np.asarray(params["head"]["kernel"])}
+    return AttackTarget(model_id, task.backbone, backbone), head
+
+
 def load_model(
     model_id: str, location: str, task: PreparedTask, pooling: str = "pooler"
 ) -> tuple[AttackTarget, Params]:
     """An attack target for ``location`` and its own classification head (or ``None``);
     text models are read with ``pooling``, as the run being evaluated was trained."""
+    if checkpoint_location(location) is not None:
+        return load_checkpoint_model(model_id, location, task)
     path = Path(location).expanduser()
     directory = export_dir(path) if path.is_dir() else None
     target = task.kind.read_export(model_id, location, directory, task, pooling)
@@ -119,6 +164,8 @@ def load_model(
 
 def check_location(location: str, config: Config) -> None:
     """Fail in one line on a model that cannot be found, before data or models are loaded."""
+    if checkpoint_location(location) is not None:
+        return check_checkpoint(location, config)
     path = Path(location).expanduser()
     if (path / RUN_CONFIG).is_file() and not (path / "export").is_dir():
         raise CheckpointError(f"{location}: this run has not finished (no export yet); finish "

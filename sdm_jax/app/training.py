@@ -496,9 +496,11 @@ def _finish(config: Config, task: PreparedTask, state, loop: LoopState, step_fn,
     return summary
 
 
-def load_run_state(config: Config, run_dir: str | Path, step: int | None = None):
-    """The train state of a run's checkpoint (default: the latest), e.g. to compare runs."""
-    task = prepare_task(config)
+def load_run_state(config: Config, run_dir: str | Path, step: int | None = None,
+                   task: PreparedTask | None = None):
+    """The train state of a run's checkpoint (default: the latest), e.g. to compare runs;
+    ``task``: the run's prepared task, when the caller has it already."""
+    task = task if task is not None else prepare_task(config)
     target = init_train_state(task.backbone, task.backbone_params, task.num_good,
                               task.num_bad, config.mlac, config.train.seed, head=task.head)
     checkpoints = run_checkpoints(config, run_dir)
