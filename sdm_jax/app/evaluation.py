@@ -123,10 +123,9 @@ def _kept_steps(run_dir: Path) -> list[int]:
     return sorted(int(entry.name) for entry in entries if entry.name.isdigit())
 
 
-def check_checkpoint(location: str, config: Config) -> None:
+def check_checkpoint(location: str, run_dir: Path, step: int, config: Config) -> None:
     """Fail in one line on a ``RUN_DIR@STEP`` whose step is not kept or whose model differs
     from the evaluated run's (its weights would not fit that run's architecture)."""
-    run_dir, step = checkpoint_location(location)
     kept = _kept_steps(run_dir)
     if step not in kept:
         listed = ", ".join(map(str, kept)) or "none"
@@ -137,12 +136,11 @@ def check_checkpoint(location: str, config: Config) -> None:
                               "evaluated run; attack it with its own run")
 
 
-def load_checkpoint_model(model_id: str, location: str, task: PreparedTask
+def load_checkpoint_model(model_id: str, run_dir: Path, step: int, task: PreparedTask
                           ) -> tuple[AttackTarget, Params]:
-    """An attack target and own head from checkpoint STEP of a run (``RUN_DIR@STEP``)."""
+    """An attack target and own head from checkpoint ``step`` of the run in ``run_dir``."""
     from sdm_jax.app.training import load_run_state
 
-    run_dir, step = checkpoint_location(location)
     params = load_run_state(run_config(run_dir), run_dir, step, task).params
     backbone = jax.tree_util.tree_map(np.asarray, params["backbone"])
     head = {"kernel": np.asarray(params["head"]["kernel"])}
@@ -154,8 +152,9 @@ def load_model(
 ) -> tuple[AttackTarget, Params]:
     """An attack target for ``location`` and its own classification head (or ``None``);
     text models are read with ``pooling``, as the run being evaluated was trained."""
-    if checkpoint_location(location) is not None:
-        return load_checkpoint_model(model_id, location, task)
+    checkpoint = checkpoint_location(location)
+    if checkpoint is not None:
+        return load_checkpoint_model(model_id, *checkpoint, task)
     path = Path(location).expanduser()
     directory = export_dir(path) if path.is_dir() else None
     target = task.kind.read_export(model_id, location, directory, task, pooling)
@@ -164,8 +163,9 @@ def load_model(
 
 def check_location(location: str, config: Config) -> None:
     """Fail in one line on a model that cannot be found, before data or models are loaded."""
-    if checkpoint_location(location) is not None:
-        return check_checkpoint(location, config)
+    checkpoint = checkpoint_location(location)
+    if checkpoint is not None:
+        return check_checkpoint(location, *checkpoint, config)
     path = Path(location).expanduser()
     if (path / RUN_CONFIG).is_file() and not (path / "export").is_dir():
         raise CheckpointError(f"{location}: this run has not finished (no export yet); finish "
