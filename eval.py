@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedules", type=_names, default=("constant",),
                         help="learning-rate schedules searched: constant (the reference's), "
                              "linear and/or cosine (decay to 0 at the run's last step)")
+    parser.add_argument("--eval-every", type=int, default=50,
+                        help="attack steps between validation checks; each attack reports the "
+                             "test accuracy at its best check (the reference checks every 50)")
     parser.add_argument("--max-parallel", type=int, default=32,
                         help="attack runs per compiled program (lower it if memory is short)")
     parser.add_argument("--vectorise-backbone", choices=("auto", "always", "never"),

@@ -260,6 +260,35 @@ def test_cli_rejects_an_unknown_schedule_in_one_line(toy_run, tmp_path, capsys):
     assert not (tmp_path / "eval").exists()
 
 
+def test_cli_rejects_a_non_positive_eval_interval_in_one_line(toy_run, tmp_path, capsys):
+    assert eval_cli.main(["--run-dir", str(toy_run), "--eval-every", "0",
+                          "--out", str(tmp_path / "eval")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "eval_every=0" in error and "\n" not in error
+    assert not (tmp_path / "eval").exists()
+
+
+def test_the_demo_searches_are_command_lines():
+    """README reruns the demo's attack searches with plain flags; they must hash to the demo's
+    searches so its cached cells are reused."""
+    from sdm_jax.app.eval_config import load_eval_settings
+    from sdm_jax.demo import FULL_SEARCH, PROBE_SEARCH
+
+    def search_of(flags):
+        given = eval_cli.given_on_command_line(eval_cli.build_parser(), flags)
+        return load_eval_settings(None, given).search_config()
+
+    full = search_of(["--trials", "4", "--patience", "4", "--trials-per-batch", "4",
+                      "--seeds", "3", "--lr-range", "1e-5,1e-3", "--steps", "100,100,100",
+                      "--batch-sizes", "8,16", "--attack-modes", "full", "--eval-every", "25"])
+    assert full.fingerprint() == FULL_SEARCH.fingerprint()
+    probe = search_of(["--trials", "8", "--patience", "8", "--seeds", "5",
+                       "--steps", "100,300,100", "--batch-sizes", "8,16",
+                       "--attack-modes", "frozen"])
+    assert probe.fingerprint() == PROBE_SEARCH.fingerprint()
+    assert search_of(["--eval-every", "25"]).runner.eval_every == 25
+
+
 def test_cli_defaults_are_the_eval_settings_defaults():
     from sdm_jax.app.eval_config import EvalSettings
 

@@ -51,6 +51,7 @@ class EvalSettings:
     seed_every_family: bool = False
     optimizers: tuple[str, ...] = ("adam",)
     schedules: tuple[str, ...] = ("constant",)
+    eval_every: int = 50
     max_parallel: int = 32
     vectorise_backbone: str = "auto"
     seed: int = 0
@@ -72,7 +73,8 @@ class EvalSettings:
                             trials_per_batch=self.trials_per_batch, num_seeds=self.seeds,
                             seed_every_family=self.seed_every_family, seed=self.seed,
                             space=space,
-                            runner=RunnerConfig(max_parallel=self.max_parallel,
+                            runner=RunnerConfig(eval_every=self.eval_every,
+                                                max_parallel=self.max_parallel,
                                                 vectorise_backbone=self.vectorise_backbone))
 
 

@@ -85,8 +85,11 @@ class RunnerConfig:
         if self.vectorise_backbone not in VECTORISE_CHOICES:
             raise ValueError(f"vectorise_backbone must be one of {VECTORISE_CHOICES}, got "
                              f"{self.vectorise_backbone!r}")
-        if min(self.eval_every, self.max_parallel, self.eval_batch_size, self.ma_window) <= 0:
-            raise ValueError(f"runner sizes must be positive: {self}")
+        sizes = {"eval_every": self.eval_every, "max_parallel": self.max_parallel,
+                 "eval_batch_size": self.eval_batch_size, "ma_window": self.ma_window}
+        not_positive = [f"{name}={value}" for name, value in sizes.items() if value <= 0]
+        if not_positive:
+            raise ValueError(f"runner sizes must be positive, got {', '.join(not_positive)}")
 
 
 @dataclass(frozen=True)
