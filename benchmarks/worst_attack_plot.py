@@ -1,0 +1,116 @@
+"""Plot the harmful-task accuracy each model concedes to the worst of several attack evaluations.
+
+    python benchmarks/worst_attack_plot.py runs/showcase4/probe/results.json \
+        runs/showcase4/full_baselines/results.json --out docs/showcase_blocking.png
+
+Every ``results.json`` is one ``eval.py`` report (e.g. linear probes, full fine-tuning). For each
+model and n the left panel takes the evaluation with the highest mean test accuracy (the
+defender's worst case) and draws it with that evaluation's seed std; the right panel is the
+lowest blocking score (pretrained − model) / (pretrained − random), each evaluation's score taken
+against its own pretrained and random figures. A model or baseline missing from an evaluation is
+left out of that evaluation's score; the printed table names the evaluation behind each point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+BASELINES = ("pretrained", "random")
+
+
+def summaries(paths: list[Path], task: str) -> dict[str, list[dict]]:
+    """Each evaluation's summary rows of ``task``, by the evaluation's folder name."""
+    rows = {path.parent.name: [row for row in json.loads(path.read_text())["summary"]
+                               if row["task"] == task] for path in paths}
+    if not any(rows.values()):
+        raise SystemExit(f"error: no {task!r} cells in {', '.join(map(str, paths))}")
+    return rows
+
+
+def worst_attacks(evaluations: dict[str, list[dict]]) -> dict[tuple[str, int], dict]:
+    """(model, n) -> the summary row of the attack with the highest mean test accuracy."""
+    worst: dict[tuple[str, int], dict] = {}
+    for source, rows in evaluations.items():
+        for row in rows:
+            key = (row["model_id"], row["n"])
+            if key not in worst or row["test_accuracy_mean"] > worst[key]["test_accuracy_mean"]:
+                worst[key] = {**row, "source": source}
+    return worst
+
+
+def worst_scores(evaluations: dict[str, list[dict]]) -> dict[tuple[str, int], float]:
+    """(model, n) -> the lowest blocking score over the evaluations that attacked the model and
+    both baselines at that n, each score against that evaluation's own baselines."""
+    scores: dict[tuple[str, int], float] = {}
+    for rows in evaluations.values():
+        accuracy = {(row["model_id"], row["n"]): row["test_accuracy_mean"] for row in rows}
+        for (model, n), value in accuracy.items():
+            if model in BASELINES or ("pretrained", n) not in accuracy \
+                    or ("random", n) not in accuracy:
+                continue
+            pretrained, random = accuracy[("pretrained", n)], accuracy[("random", n)]
+            score = (pretrained - value) / (pretrained - random)
+            scores[(model, n)] = min(score, scores.get((model, n), score))
+    return scores
+
+
+def figure(worst: dict, scores: dict, task: str, models: list[str]) -> Figure:
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    accuracy_axes, score_axes = fig.subplots(1, 2)
+    all_ns = sorted({n for _, n in worst})
+    for model in models:
+        ns = sorted(n for m, n in worst if m == model)
+        rows = [worst[(model, n)] for n in ns]
+        accuracy_axes.errorbar(ns, [r["test_accuracy_mean"] for r in rows],
+                               yerr=[r["test_accuracy_std"] for r in rows], marker="o",
+                               capsize=3, label=model)
+        scored = [n for n in ns if (model, n) in scores]
+        if scored:
+            score_axes.plot(scored, [scores[(model, n)] for n in scored], marker="o", label=model)
+    accuracy_axes.set(xscale="log", xlabel="attacker examples n",
+                      ylabel="test accuracy, worst attack", title=f"harmful task: {task}")
+    score_axes.axhline(0.8, color="grey", linestyle="--", linewidth=1)
+    score_axes.set(xscale="log", xlabel="attacker examples n",
+                   ylabel="blocking score, worst attack",
+                   title="1 = random encoder, 0 = pretrained")
+    for axes in (accuracy_axes, score_axes):
+        axes.set_xticks(all_ns, [str(n) for n in all_ns])
+        axes.minorticks_off()
+        axes.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, nargs="+", help="eval.py results.json files")
+    parser.add_argument("--task", default="bad", help="the harmful task's name")
+    parser.add_argument("--models", help="comma-separated models to draw (default: all)")
+    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
+    args = parser.parse_args()
+    evaluations = summaries(args.results, args.task)
+    worst, scores = worst_attacks(evaluations), worst_scores(evaluations)
+    found = sorted({model for model, _ in worst}, key=lambda m: (m in BASELINES, m))
+    models = found if args.models is None else args.models.split(",")
+    unknown = sorted(set(models) - set(found))
+    if unknown:
+        raise SystemExit(f"error: no {args.task!r} cells for {', '.join(unknown)}; "
+                         f"the results have {', '.join(found)}")
+    print("| model | n | worst attack | from | blocking score |\n|---|---|---|---|---|")
+    for (model, n), row in sorted(worst.items()):
+        score = scores.get((model, n))
+        print(f"| {model} | {n} | {row['test_accuracy_mean']:.3f} ± {row['test_accuracy_std']:.3f}"
+              f" | {row['source']} | {'—' if score is None else f'{score:.3f}'} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure(worst, scores, args.task, models).savefig(args.out, format="png", dpi=100)
+    print(f"plot: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
