@@ -20,7 +20,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-BASELINES = ("pretrained", "random")
+from sdm_jax.app.evaluation import BASELINES
+from sdm_jax.attacks.report import blocking_scores
 
 
 def summaries(paths: list[Path], task: str) -> dict[str, list[dict]]:
@@ -43,19 +44,15 @@ def worst_attacks(evaluations: dict[str, list[dict]]) -> dict[tuple[str, int], d
     return worst
 
 
-def worst_scores(evaluations: dict[str, list[dict]]) -> dict[tuple[str, int], float]:
+def worst_scores(evaluations: dict[str, list[dict]], task: str) -> dict[tuple[str, int], float]:
     """(model, n) -> the lowest blocking score over the evaluations that attacked the model and
     both baselines at that n, each score against that evaluation's own baselines."""
     scores: dict[tuple[str, int], float] = {}
     for rows in evaluations.values():
-        accuracy = {(row["model_id"], row["n"]): row["test_accuracy_mean"] for row in rows}
-        for (model, n), value in accuracy.items():
-            if model in BASELINES or ("pretrained", n) not in accuracy \
-                    or ("random", n) not in accuracy:
-                continue
-            pretrained, random = accuracy[("pretrained", n)], accuracy[("random", n)]
-            score = (pretrained - value) / (pretrained - random)
-            scores[(model, n)] = min(score, scores.get((model, n), score))
+        for model, by_n in blocking_scores(rows, task, *BASELINES).items():
+            for n, score in by_n.items():
+                if score is not None:
+                    scores[(model, n)] = min(score, scores.get((model, n), score))
     return scores
 
 
@@ -95,7 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     args = parser.parse_args()
     evaluations = summaries(args.results, args.task)
-    worst, scores = worst_attacks(evaluations), worst_scores(evaluations)
+    worst, scores = worst_attacks(evaluations), worst_scores(evaluations, args.task)
     found = sorted({model for model, _ in worst}, key=lambda m: (m in BASELINES, m))
     models = found if args.models is None else args.models.split(",")
     unknown = sorted(set(models) - set(found))

@@ -45,7 +45,7 @@ def test_the_worst_attack_is_the_highest_accuracy_and_the_score_the_lowest(plot,
     assert worst[("blocked", 100)]["test_accuracy_mean"] == 0.65
     assert worst[("blocked", 100)]["source"] == "full"
     assert worst[("pretrained", 100)]["source"] == "full"
-    scores = plot.worst_scores(evaluations)
+    scores = plot.worst_scores(evaluations, "bad")
     # each evaluation against its own baselines: probe 1.0, full (0.86 - 0.65) / 0.26
     assert scores[("blocked", 100)] == pytest.approx(0.21 / 0.26)
     assert scores[("finetuned", 100)] == pytest.approx((0.75 - 0.61) / 0.20)
