@@ -65,6 +65,7 @@ class ModelConfig:
 
 
 VALIDATION_MODES = ("fixed", "fresh")
+EXPORTS = ("best", "last")
 LOGGERS = ("jsonl", "tensorboard", "wandb")
 
 
@@ -80,6 +81,9 @@ class TrainConfig:
       and heads, as the reference does (50 of them there: ``eval_batches: 50``).
     - ``checkpoint_every``: save every N steps (and at the end); ``keep_checkpoints``: latest N
       kept, plus the best by validation loss.
+    - ``export``: the step ``export/`` holds when the run ends: ``best`` (lowest validation
+      loss) or ``last`` (the final step, e.g. when the validation loss is too noisy to choose
+      by).
     - ``log_every``: write a ``metrics.jsonl`` line (and check for non-finite values) every N
       steps.
     - ``stop_after``: end the process after this step as if it had been killed (resume tests,
@@ -98,6 +102,7 @@ class TrainConfig:
     validation: str = "fixed"
     checkpoint_every: int = 2_500
     keep_checkpoints: int = 2
+    export: str = "best"
     log_every: int = 10
     stop_after: int | None = None
     seed: int = 0
@@ -131,8 +136,8 @@ SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fiel
 # Keys that may change between a run and its resumption without changing what it computes.
 RESUMABLE_KEYS = frozenset({
     "train.outer_steps", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints",
-    "train.log_every", "train.stop_after", "train.run_dir", "data.cache_dir", "train.logger",
-    "train.wandb_project",
+    "train.export", "train.log_every", "train.stop_after", "train.run_dir", "data.cache_dir",
+    "train.logger", "train.wandb_project",
 })
 # Sections a model kind does not read: their values cannot change what a run computes.
 UNUSED_SECTIONS = {"mlp": ("data",), "bert": ("toy",)}
@@ -254,10 +259,11 @@ def _section_problems(name: str, section: Any) -> list[tuple[str, str]]:
             need(getattr(section, key) > 0, key, "must be > 0")
         need(section.stop_after is None or section.stop_after > 0, "stop_after", "must be > 0")
         need(section.validation in VALIDATION_MODES, "validation",
-             f"must be one of {', '.join(VALIDATION_MODES)}, got {section.validation!r}")
+             f"must be one of {', '.join(VALIDATION_MODES)}")
+        need(section.export in EXPORTS, "export", f"must be one of {', '.join(EXPORTS)}")
         need(section.seed >= 0, "seed", "must be >= 0")
         need(section.logger in LOGGERS, "logger",
-             f"must be one of {', '.join(LOGGERS)}, got {section.logger!r}")
+             f"must be one of {', '.join(LOGGERS)}")
     elif name == "parallel":
         need(section.data_devices >= 0, "data_devices", "must be >= 0 (0 = all devices)")
     return problems

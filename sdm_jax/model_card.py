@@ -11,6 +11,7 @@ from sdm_jax.config import Config
 
 CARD = "README.md"
 REPORT_HEADING = "## Blocking report"
+EXPORT_RULES = {"best": "the best validation loss kept", "last": "the run's last step"}
 NOT_EVALUATED = (
     "Not measured yet. `python eval.py --run-dir RUN` attacks this model (the attack modes it "
     "is given, searched on validation and reported on test) and writes its report here."
@@ -59,6 +60,7 @@ def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[st
     losses = ", ".join(f"{f.name[2:]} {getattr(mlac, f.name):g}"
                        for f in dataclasses.fields(mlac)
                        if f.name.startswith("l_") and getattr(mlac, f.name))
+    export_rule = EXPORT_RULES[config.train.export]
     layers = config.model.num_layers if config.model.num_layers is not None else "all"
     lines = [
         "---",
@@ -86,8 +88,8 @@ def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[st
         f"{mlac.inner_steps} optimizer step(s) ({', '.join(mlac.inner_optimizers)}) on "
         f"{' or '.join(mlac.inner_attacks)}; losses: {losses}.",
         f"- {config.train.outer_steps} outer steps of batch {config.train.batch_size}, seed "
-        f"{config.train.seed}; exported at step {export_step} (the best validation loss "
-        "kept). `train_config.yaml` is the whole resolved config.",
+        f"{config.train.seed}; exported at step {export_step} ({export_rule}). "
+        "`train_config.yaml` is the whole resolved config.",
         "",
         "## Use",
         "",

@@ -91,6 +91,13 @@ def test_resumed_run_exports_its_best_checkpoint(tmp_path: Path, monkeypatch):
     assert _kept_steps(tmp_path) == [2, 6]
 
 
+def test_export_last_exports_the_final_step_even_when_resumed(tmp_path: Path, monkeypatch):
+    _validation_losses(monkeypatch, {2: 0.4, 4: 0.5, 6: 0.6})
+    train_and_evaluate(_config("train.stop_after=4"), tmp_path, progress=False)
+    summary = train_and_evaluate(_config("train.export=last"), tmp_path, progress=False)
+    assert summary["best_step"] == 2 and summary["export_step"] == 6
+
+
 def test_a_run_that_lost_its_best_still_exports_the_best_kept(tmp_path: Path, monkeypatch,
                                                                capsys):
     _validation_losses(monkeypatch, {2: 0.4, 4: 0.5, 6: 0.6})

@@ -94,5 +94,5 @@ def test_a_missing_logger_package_is_named_before_training(tmp_path, monkeypatch
 
 def test_an_unknown_logger_is_refused():
     with pytest.raises(ConfigError, match="train.logger: must be one of jsonl, tensorboard, "
-                                          "wandb, got 'mlflow'"):
+                                          "wandb, got 'mlflow'$"):
         small_config("train.logger=mlflow")

@@ -16,7 +16,8 @@ import pytest
 from sdm_jax.app import training
 from sdm_jax.app.training import TrainingError, load_run_state, train_and_evaluate
 from sdm_jax.checkpoint import read_jsonl
-from sdm_jax.config import load_config
+from sdm_jax.config import ConfigError, load_config
+from sdm_jax.model_card import model_card
 from tests.toy_runs import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,8 +138,22 @@ def test_fresh_validation_draws_new_batches_each_time_reproducibly():
 
 
 def test_unknown_validation_mode_is_one_line():
-    with pytest.raises(Exception, match="train.validation: must be one of fixed, fresh"):
+    with pytest.raises(ConfigError,
+                       match="^train.validation: must be one of fixed, fresh, got 'sometimes'$"):
         small_config("train.validation=sometimes")
+
+
+def test_unknown_export_rule_is_one_line():
+    with pytest.raises(ConfigError, match="^train.export: must be one of best, last, got 'final'$"):
+        small_config("train.export=final")
+
+
+@pytest.mark.parametrize("rule, says", [("best", "the best validation loss kept"),
+                                         ("last", "the run's last step")])
+def test_the_model_card_names_the_export_rule(rule, says):
+    card = model_card(small_config(f"train.export={rule}"), ["nurse", "surgeon"], ["f", "m"], 6,
+                      ("BertModel", "BertForSequenceClassification"))
+    assert f"exported at step 6 ({says})." in card
 
 
 def test_loop_state_keeps_the_lowest_loss_and_the_earlier_step_on_ties():

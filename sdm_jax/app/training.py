@@ -481,19 +481,26 @@ def _finish(config: Config, task: PreparedTask, state, loop: LoopState, step_fn,
         "wall_s": time.perf_counter() - started,
     }
     if not summary["stopped_early"]:
-        best_state = state
-        if loop.best_step is not None and loop.best_step != final_step:
-            best_state, _, _ = checkpoints.restore(state, loop.best_step)
-        summary["export_step"] = loop.best_step or final_step
-        summary["export_dir"] = str(
-            files.export(task, best_state.params, config, summary["export_step"])
-        )
+        export_step = _export_step(config.train.export, loop.best_step, final_step)
+        exported = state
+        if export_step != final_step:
+            exported, _, _ = checkpoints.restore(state, export_step)
+        summary["export_step"] = export_step
+        summary["export_dir"] = str(files.export(task, exported.params, config, export_step))
         summary["final_validation"] = loop.last_validation
     if loop.start == final_step:
         summary.update(_training_figures(run_dir / "summary.json"))
     checkpoints.close()  # every checkpoint on disk before the summary says the run is done
     files.write_summary(summary)
     return summary
+
+
+def _export_step(export: str, best_step: int | None, final_step: int) -> int:
+    """The step a finished run exports under ``train.export``; a run never validated has no
+    best step, so it exports its last."""
+    if export == "last" or best_step is None:
+        return final_step
+    return best_step
 
 
 def load_run_state(config: Config, run_dir: str | Path, step: int | None = None,
