@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from sdm_jax.app import training
-from sdm_jax.app.training import TrainingError, train_and_evaluate
+from sdm_jax.app.model_kinds import load_tree_safetensors
+from sdm_jax.app.training import TrainingError, load_run_state, train_and_evaluate
 from sdm_jax.atomic import replace_directory
 from sdm_jax.blocking import MLACSettings
 from sdm_jax.checkpoint import RunCheckpoints
@@ -96,6 +97,13 @@ def test_export_last_exports_the_final_step_even_when_resumed(tmp_path: Path, mo
     train_and_evaluate(_config("train.stop_after=4"), tmp_path, progress=False)
     summary = train_and_evaluate(_config("train.export=last"), tmp_path, progress=False)
     assert summary["best_step"] == 2 and summary["export_step"] == 6
+    exported = jax.tree_util.tree_leaves(
+        load_tree_safetensors(tmp_path / "export" / "params.safetensors"))
+    for step, same in ((6, True), (2, False)):
+        kept = load_run_state(_config(), tmp_path, step).params["backbone"]
+        leaves = jax.tree_util.tree_leaves(kept)
+        equal = [np.array_equal(a, b) for a, b in zip(exported, leaves, strict=True)]
+        assert all(equal) if same else not all(equal)
 
 
 def test_a_run_that_lost_its_best_still_exports_the_best_kept(tmp_path: Path, monkeypatch,
