@@ -1,7 +1,7 @@
 """Plot the harmful-task accuracy each model concedes to the worst of several attack evaluations.
 
     python benchmarks/worst_attack_plot.py runs/showcase4/probe/results.json \
-        runs/showcase4/full_baselines/results.json --out docs/showcase_blocking.png
+        runs/showcase4/full_baselines/results.json --out benchmarks/showcase_blocking.png
 
 Every ``results.json`` is one ``eval.py`` report (e.g. linear probes, full fine-tuning). For each
 model and n the left panel takes the evaluation with the highest mean test accuracy (the
@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sdm_jax.app.evaluation import BASELINES
-from sdm_jax.attacks.report import blocking_scores
+from sdm_jax.attacks.report import blocking_scores, markdown_table
 
 
 def summaries(paths: list[Path], task: str) -> dict[str, list[dict]]:
@@ -99,11 +99,11 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: no {args.task!r} cells for {', '.join(unknown)}; "
                          f"the results have {', '.join(found)}")
-    print("| model | n | worst attack | from | blocking score |\n|---|---|---|---|---|")
-    for (model, n), row in sorted(worst.items()):
-        score = scores.get((model, n))
-        print(f"| {model} | {n} | {row['test_accuracy_mean']:.3f} ± {row['test_accuracy_std']:.3f}"
-              f" | {row['source']} | {'—' if score is None else f'{score:.3f}'} |")
+    body = [[model, str(n), f"{row['test_accuracy_mean']:.3f} ± {row['test_accuracy_std']:.3f}",
+             row["source"], "—" if (model, n) not in scores else f"{scores[(model, n)]:.3f}"]
+            for (model, n), row in sorted(worst.items())]
+    print("\n".join(markdown_table(["model", "n", "worst attack", "from", "blocking score"],
+                                   body)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure(worst, scores, args.task, models).savefig(args.out, format="png", dpi=100)
     print(f"plot: {args.out}")

@@ -65,7 +65,8 @@ class ModelConfig:
 
 
 VALIDATION_MODES = ("fixed", "fresh")
-EXPORTS = ("best", "last")
+# train.export values, with what each exports (the model card quotes it).
+EXPORTS = {"best": "the best validation loss kept", "last": "the run's last step"}
 LOGGERS = ("jsonl", "tensorboard", "wandb")
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from sdm_jax.config import Config
+from sdm_jax.config import EXPORTS, Config
 
 CARD = "README.md"
 REPORT_HEADING = "## Blocking report"
-EXPORT_RULES = {"best": "the best validation loss kept", "last": "the run's last step"}
 NOT_EVALUATED = (
     "Not measured yet. `python eval.py --run-dir RUN` attacks this model (the attack modes it "
     "is given, searched on validation and reported on test) and writes its report here."
@@ -60,7 +59,7 @@ def model_card(config: Config, good_names: Sequence[str], bad_names: Sequence[st
     losses = ", ".join(f"{f.name[2:]} {getattr(mlac, f.name):g}"
                        for f in dataclasses.fields(mlac)
                        if f.name.startswith("l_") and getattr(mlac, f.name))
-    export_rule = EXPORT_RULES[config.train.export]
+    export_rule = EXPORTS[config.train.export]
     layers = config.model.num_layers if config.model.num_layers is not None else "all"
     lines = [
         "---",
