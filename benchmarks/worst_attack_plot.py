@@ -7,8 +7,9 @@ Every ``results.json`` is one ``eval.py`` report (e.g. linear probes, full fine-
 model and n the left panel takes the evaluation with the highest mean test accuracy (the
 defender's worst case) and draws it with that evaluation's seed std; the right panel is the
 lowest blocking score (pretrained − model) / (pretrained − random), each evaluation's score taken
-against its own pretrained and random figures. A model or baseline missing from an evaluation is
-left out of that evaluation's score; the printed table names the evaluation behind each point.
+against its own pretrained and random figures, so the two panels may take a point from different
+evaluations. A model or baseline missing from an evaluation is left out of that evaluation's
+score; the printed table names the evaluation behind each accuracy and each score.
 """
 
 from __future__ import annotations
@@ -44,15 +45,17 @@ def worst_attacks(evaluations: dict[str, list[dict]]) -> dict[tuple[str, int], d
     return worst
 
 
-def worst_scores(evaluations: dict[str, list[dict]], task: str) -> dict[tuple[str, int], float]:
-    """(model, n) -> the lowest blocking score over the evaluations that attacked the model and
-    both baselines at that n, each score against that evaluation's own baselines."""
-    scores: dict[tuple[str, int], float] = {}
-    for rows in evaluations.values():
+def worst_scores(evaluations: dict[str, list[dict]],
+                 task: str) -> dict[tuple[str, int], tuple[float, str]]:
+    """(model, n) -> (the lowest blocking score, its evaluation) over the evaluations that
+    attacked the model and both baselines at that n, each score against that evaluation's own
+    baselines."""
+    scores: dict[tuple[str, int], tuple[float, str]] = {}
+    for source, rows in evaluations.items():
         for model, by_n in blocking_scores(rows, task, *BASELINES).items():
             for n, score in by_n.items():
-                if score is not None:
-                    scores[(model, n)] = min(score, scores.get((model, n), score))
+                if score is not None and score < scores.get((model, n), (score + 1,))[0]:
+                    scores[(model, n)] = (score, source)
     return scores
 
 
@@ -69,7 +72,8 @@ def figure(worst: dict, scores: dict, task: str, models: list[str]) -> Figure:
                                capsize=3, label=model)
         scored = [n for n in ns if (model, n) in scores]
         if scored:
-            score_axes.plot(scored, [scores[(model, n)] for n in scored], marker="o", label=model)
+            score_axes.plot(scored, [scores[(model, n)][0] for n in scored], marker="o",
+                            label=model)
     accuracy_axes.set(xscale="log", xlabel="attacker examples n",
                       ylabel="test accuracy, worst attack", title=f"harmful task: {task}")
     score_axes.axhline(0.8, color="grey", linestyle="--", linewidth=1)
@@ -100,10 +104,11 @@ def main() -> None:
         raise SystemExit(f"error: no {args.task!r} cells for {', '.join(unknown)}; "
                          f"the results have {', '.join(found)}")
     body = [[model, str(n), f"{row['test_accuracy_mean']:.3f} ± {row['test_accuracy_std']:.3f}",
-             row["source"], "—" if (model, n) not in scores else f"{scores[(model, n)]:.3f}"]
-            for (model, n), row in sorted(worst.items())]
-    print("\n".join(markdown_table(["model", "n", "worst attack", "from", "blocking score"],
-                                   body)))
+             row["source"], *(("—", "—") if (model, n) not in scores
+                              else (f"{scores[(model, n)][0]:.3f}", scores[(model, n)][1]))]
+            for (model, n), row in sorted(worst.items()) if model in models]
+    print("\n".join(markdown_table(
+        ["model", "n", "worst attack", "from", "lowest blocking score", "from"], body)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure(worst, scores, args.task, models).savefig(args.out, format="png", dpi=100)
     print(f"plot: {args.out}")

@@ -47,8 +47,8 @@ def test_the_worst_attack_is_the_highest_accuracy_and_the_score_the_lowest(plot,
     assert worst[("pretrained", 100)]["source"] == "full"
     scores = plot.worst_scores(evaluations, "bad")
     # each evaluation against its own baselines: probe 1.0, full (0.86 - 0.65) / 0.26
-    assert scores[("blocked", 100)] == pytest.approx(0.21 / 0.26)
-    assert scores[("finetuned", 100)] == pytest.approx((0.75 - 0.61) / 0.20)
+    assert scores[("blocked", 100)] == (pytest.approx(0.21 / 0.26), "full")
+    assert scores[("finetuned", 100)] == (pytest.approx((0.75 - 0.61) / 0.20), "probe")
     assert ("pretrained", 100) not in scores
 
 
@@ -58,7 +58,12 @@ def test_the_plot_is_written_and_unknown_models_are_refused(plot, two_evaluation
     monkeypatch.setattr(sys, "argv", ["plot", *map(str, two_evaluations), "--out", str(out)])
     plot.main()
     assert out.read_bytes().startswith(b"\x89PNG")
-    assert "| blocked | 100 | 0.650 ± 0.010 | full | 0.808 |" in capsys.readouterr().out
+    assert "| blocked | 100 | 0.650 ± 0.010 | full | 0.808 | full |" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["plot", *map(str, two_evaluations), "--models",
+                                      "blocked,pretrained,random", "--out", str(out)])
+    plot.main()
+    printed = capsys.readouterr().out
+    assert "| blocked | 100 |" in printed and "finetuned" not in printed
     monkeypatch.setattr(sys, "argv", ["plot", *map(str, two_evaluations), "--models",
                                       "blocked,ac", "--out", str(out)])
     with pytest.raises(SystemExit, match="no 'bad' cells for ac"):
