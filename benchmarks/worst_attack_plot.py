@@ -54,7 +54,8 @@ def worst_scores(evaluations: dict[str, list[dict]],
     for source, rows in evaluations.items():
         for model, by_n in blocking_scores(rows, task, *BASELINES).items():
             for n, score in by_n.items():
-                if score is not None and score < scores.get((model, n), (score + 1,))[0]:
+                lowest = scores.get((model, n))
+                if score is not None and (lowest is None or score < lowest[0]):
                     scores[(model, n)] = (score, source)
     return scores
 
