@@ -104,10 +104,14 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: no {args.task!r} cells for {', '.join(unknown)}; "
                          f"the results have {', '.join(found)}")
-    body = [[model, str(n), f"{row['test_accuracy_mean']:.3f} ± {row['test_accuracy_std']:.3f}",
-             row["source"], *(("—", "—") if (model, n) not in scores
-                              else (f"{scores[(model, n)][0]:.3f}", scores[(model, n)][1]))]
-            for (model, n), row in sorted(worst.items()) if model in models]
+    body = []
+    for (model, n), row in sorted(worst.items()):
+        if model not in models:
+            continue
+        score, score_source = scores.get((model, n), (None, "—"))
+        body.append([model, str(n),
+                     f"{row['test_accuracy_mean']:.3f} ± {row['test_accuracy_std']:.3f}",
+                     row["source"], "—" if score is None else f"{score:.3f}", score_source])
     print("\n".join(markdown_table(
         ["model", "n", "worst attack", "from", "lowest blocking score", "from"], body)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
